@@ -1,0 +1,43 @@
+"""Process configuration, read from the environment (and a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./slotguard.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "SLOTGUARD_DATABASE_URL"),
+    )
+    bootstrap_api_key: str | None = Field(
+        default=None, validation_alias="SLOTGUARD_BOOTSTRAP_API_KEY"
+    )
+    smtp_url: str | None = Field(default=None, validation_alias="SLOTGUARD_SMTP_URL")
+    email_from: str = Field(
+        default="slotguard@localhost", validation_alias="SLOTGUARD_EMAIL_FROM"
+    )
+    secret_key: str | None = Field(default=None, validation_alias="SLOTGUARD_SECRET_KEY")
+    log_level: str = Field(default="INFO", validation_alias="SLOTGUARD_LOG_LEVEL")
+    allow_private_webhooks: bool = Field(
+        default=False, validation_alias="SLOTGUARD_ALLOW_PRIVATE_WEBHOOKS"
+    )
+    # Seconds an SQLite writer waits for the database lock before giving up.
+    sqlite_busy_timeout_s: float = Field(
+        default=30.0, validation_alias="SLOTGUARD_SQLITE_BUSY_TIMEOUT"
+    )
+    db_pool_size: int = Field(default=10, validation_alias="SLOTGUARD_DB_POOL_SIZE")
+    # Run the background worker (hold-expiry sweeper, outbox) inside `serve`.
+    embedded_worker: bool = Field(default=True, validation_alias="SLOTGUARD_EMBEDDED_WORKER")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

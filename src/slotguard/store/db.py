@@ -1,0 +1,125 @@
+"""Engines, sessions and the unit of work.
+
+Writes that touch reservations must be serialised per business. PostgreSQL does that with a
+row lock on the business plus the exclusion constraint on `reservations`; SQLite does it by
+making every write transaction `BEGIN IMMEDIATE`, which takes the database's single write
+lock up front so two writers can never interleave their read-check-write steps. Neither
+relies on anything inside this process, so several server processes can share a database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def normalize_url(url: str) -> str:
+    """Accept the URLs people write (`postgresql://`, `sqlite:///x.db`) and pick our drivers."""
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+asyncpg")
+    elif backend == "sqlite":
+        u = u.set(drivername="sqlite+aiosqlite")
+    else:
+        raise ValueError(f"unsupported database URL scheme: {u.drivername}")
+    return u.render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: str, *, immediate: bool, busy_timeout_s: float, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=120,
+        connect_args={"timeout": busy_timeout_s},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit transactions would defer it).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    begin_sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin_sql)
+
+    return engine
+
+
+@dataclass
+class Database:
+    """The database of one process: a write engine and a read engine (the same on PostgreSQL)."""
+
+    url: str
+    write_engine: AsyncEngine
+    read_engine: AsyncEngine
+
+    def __post_init__(self) -> None:
+        self._write_maker = async_sessionmaker(
+            self.write_engine, expire_on_commit=False, autoflush=False
+        )
+        self._read_maker = async_sessionmaker(
+            self.read_engine, expire_on_commit=False, autoflush=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.write_engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @classmethod
+    def connect(cls, url: str, *, pool_size: int = 10, busy_timeout_s: float = 30.0) -> Database:
+        url = normalize_url(url)
+        if make_url(url).get_backend_name() == "sqlite":
+            # One writer connection per process: SQLite admits one writer at a time anyway,
+            # and queueing in the pool is cheaper than spinning in SQLite's busy handler.
+            write = _sqlite_engine(url, immediate=True, busy_timeout_s=busy_timeout_s, pool_size=1)
+            read = _sqlite_engine(
+                url, immediate=False, busy_timeout_s=busy_timeout_s, pool_size=pool_size
+            )
+            return cls(url=url, write_engine=write, read_engine=read)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+        return cls(url=url, write_engine=engine, read_engine=engine)
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction: committed when the block ends, rolled back on error."""
+        async with self._write_maker() as session, session.begin():
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction (never committed; rolled back at the end)."""
+        async with self._read_maker() as session:
+            try:
+                yield session
+            finally:
+                await session.rollback()

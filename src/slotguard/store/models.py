@@ -1,0 +1,248 @@
+"""Tables. The only module (with repositories) that knows SQL exists."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from slotguard.store.types import JSONType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    rules: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[dt.datetime]
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # ["*"] or a list of business ids
+    allowed_business_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    default_meeting_class: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    deleted_at: Mapped[dt.datetime | None]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    # SHA-256 of the raw key: keys are 256-bit random, so a fast hash is enough and lets us
+    # look a key up by its hash; the raw key is never stored.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(24))
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class Business(Base):
+    __tablename__ = "businesses"
+    __table_args__ = (
+        Index(
+            "uq_businesses_account_email_live",
+            "account_id",
+            "email",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    timezone: Mapped[str] = mapped_column(String(64))
+    rules: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    deleted_at: Mapped[dt.datetime | None]
+
+
+class MeetingClass(Base):
+    __tablename__ = "meeting_classes"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(200))
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    priority: Mapped[int] = mapped_column(Integer, default=50)
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class BusyInterval(Base):
+    __tablename__ = "busy_intervals"
+    __table_args__ = (Index("ix_busy_business_time", "business_id", "start_at", "end_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    business_id: Mapped[str] = mapped_column(ForeignKey("businesses.id"))
+    start_at: Mapped[dt.datetime]
+    end_at: Mapped[dt.datetime]
+    title: Mapped[str | None] = mapped_column(String(500))
+    external_id: Mapped[str | None] = mapped_column(String(500))
+    # "api" for busy time posted over HTTP; a calendar id for synced busy time.
+    source: Mapped[str] = mapped_column(String(40), default="api")
+    created_at: Mapped[dt.datetime]
+
+
+class Hold(Base):
+    __tablename__ = "holds"
+    __table_args__ = (Index("ix_holds_sweep", "status", "expires_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    business_id: Mapped[str] = mapped_column(ForeignKey("businesses.id"), index=True)
+    meeting_class: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer)
+    # active | confirmed | released | preempted | expired (expired is written by the sweeper;
+    # readers treat an active hold past expires_at as expired)
+    status: Mapped[str] = mapped_column(String(16))
+    slots: Mapped[list[dict[str, str]]] = mapped_column(JSONType)
+    expires_at: Mapped[dt.datetime]
+    booking_id: Mapped[str | None] = mapped_column(String(40))
+    agent_id: Mapped[str | None] = mapped_column(String(40))
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class Booking(Base):
+    __tablename__ = "bookings"
+    __table_args__ = (
+        Index("ix_bookings_business_start", "business_id", "start_at"),
+        Index("ix_bookings_account_start", "account_id", "start_at", "id"),
+        Index("ix_bookings_account_updated", "account_id", "updated_at", "id"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    business_id: Mapped[str] = mapped_column(ForeignKey("businesses.id"))
+    meeting_class: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer)
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    start_at: Mapped[dt.datetime]
+    end_at: Mapped[dt.datetime]
+    title: Mapped[str | None] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    attendees: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    hold_id: Mapped[str | None] = mapped_column(String(40))
+    correlation_id: Mapped[str] = mapped_column(String(40))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    calendar_sync_status: Mapped[str] = mapped_column(String(20), default="not_applicable")
+    calendar_event_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    cancelled_at: Mapped[dt.datetime | None]
+    cancellation_reason: Mapped[str | None] = mapped_column(Text)
+    agent_id: Mapped[str | None] = mapped_column(String(40))
+    key_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class Reservation(Base):
+    """Time a booking or a hold occupies. The no-double-booking invariant lives here.
+
+    One row per confirmed booking and per held slot. On PostgreSQL an exclusion constraint
+    forbids two *active* rows of one business from overlapping ([start, end) half-open), so
+    holds and bookings share one invariant. A hold row past `expires_at` stays active until
+    a writer of that business deactivates it inside its own transaction (a constraint's
+    predicate cannot use now()), which is what every reserving transaction does first.
+    """
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        Index("ix_reservations_business_active", "business_id", "active", "start_at"),
+        Index("ix_reservations_hold", "hold_id"),
+        Index("ix_reservations_booking", "booking_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    business_id: Mapped[str] = mapped_column(ForeignKey("businesses.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # booking | hold
+    booking_id: Mapped[str | None] = mapped_column(String(40))
+    hold_id: Mapped[str | None] = mapped_column(String(40))
+    start_at: Mapped[dt.datetime]
+    end_at: Mapped[dt.datetime]
+    priority: Mapped[int] = mapped_column(Integer)
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[dt.datetime | None]
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    account_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(12))  # in_progress | completed
+    owner_token: Mapped[str] = mapped_column(String(40))
+    locked_at: Mapped[dt.datetime]
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime]
+    completed_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_account_id", "account_id", "id"),
+        Index("ix_audit_account_booking", "account_id", "booking_id"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40))
+    at: Mapped[dt.datetime]
+    action: Mapped[str] = mapped_column(String(40))
+    agent_id: Mapped[str | None] = mapped_column(String(40))
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    business_id: Mapped[str | None] = mapped_column(String(40))
+    hold_id: Mapped[str | None] = mapped_column(String(40))
+    booking_id: Mapped[str | None] = mapped_column(String(40))
+    meeting_class: Mapped[str | None] = mapped_column(String(64))
+    decision: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(40))
+    correlation_id: Mapped[str | None] = mapped_column(String(40))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
