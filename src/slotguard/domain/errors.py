@@ -15,6 +15,11 @@ class DomainError(Exception):
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.message = message or self.default_message
         self.details = details
+        # Audit rows to write after the failed transaction is rolled back (rejections are
+        # decisions too, and must be on record).
+        self.audit: list[Any] = []
+        # Top-level fields of the error body besides the standard ones (e.g. next_available).
+        self.extra: dict[str, Any] = {}
         super().__init__(self.message)
 
 

@@ -1,0 +1,51 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from slotguard.api import errors
+from slotguard.api.middleware import RequestMiddleware
+from slotguard.api.routes import audit, availability, bookings, businesses, system
+from slotguard.config import Settings, get_settings
+from slotguard.logs import configure_logging
+from slotguard.store.db import Database
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
+    """Build the app. With `db` given, the caller owns the database (tests)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = db is None
+        app.state.db = db or Database.connect(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            busy_timeout_s=settings.sqlite_busy_timeout_s,
+        )
+        app.state.settings = settings
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.db.dispose()
+
+    app = FastAPI(
+        title="slotguard",
+        version="0.1.0",
+        description="Self-hosted scheduling API: a slot is never booked twice.",
+        lifespan=lifespan,
+    )
+    if db is not None:
+        app.state.db = db
+        app.state.settings = settings
+    errors.install(app)
+    for module in (system, businesses, availability, bookings, audit):
+        app.include_router(module.router)
+    app.add_middleware(RequestMiddleware)
+    return app

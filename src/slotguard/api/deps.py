@@ -1,0 +1,67 @@
+"""Request-scoped dependencies: the database, the caller, the request context."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+
+from slotguard.api.errors import unauthorized
+from slotguard.domain.scopes import Scope
+from slotguard.services import keys
+from slotguard.services.context import Actor, RequestContext
+from slotguard.store import repositories as repo
+from slotguard.store.db import Database
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def authenticate(request: Request) -> Actor:
+    header = request.headers.get("authorization", "")
+    scheme, _, raw = header.partition(" ")
+    raw = raw.strip()
+    if scheme.lower() != "bearer" or not raw:
+        raise unauthorized()
+    digest = keys.hash_key(raw)
+    async with get_db(request).read() as s:
+        found = await repo.find_key_by_hash(s, digest)
+    if found is None:
+        raise unauthorized()
+    key, agent = found
+    # The lookup was by hash; compare again in constant time so a timing side channel on
+    # the index lookup cannot be turned into a key oracle.
+    if not keys.matches(raw, key.key_hash) or key.revoked_at is not None:
+        raise unauthorized()
+    if key.agent_id is None:
+        return Actor(account_id=key.account_id, key_id=key.id)
+    if agent is None or agent.deleted_at is not None:
+        raise unauthorized()
+    allowed = None if "*" in agent.allowed_business_ids else frozenset(agent.allowed_business_ids)
+    return Actor(
+        account_id=key.account_id,
+        key_id=key.id,
+        agent_id=agent.id,
+        scopes=frozenset(agent.scopes),
+        allowed_business_ids=allowed,
+        default_meeting_class=agent.default_meeting_class,
+    )
+
+
+def context(scope: Scope | None) -> Callable[[Request], Awaitable[RequestContext]]:
+    """Dependency: authenticate, check `scope`, and build the request context."""
+
+    async def dependency(request: Request) -> RequestContext:
+        actor = await authenticate(request)
+        if scope is not None:
+            actor.require_scope(scope)
+        return RequestContext(
+            actor=actor,
+            request_id=request.scope.get("state", {}).get("request_id"),
+            now=dt.datetime.now(dt.UTC),
+        )
+
+    return dependency

@@ -1,0 +1,284 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from slotguard.domain.errors import ValidationFailed
+from slotguard.domain.rules import EffectiveRules, RuleSource, RulesPatch
+from slotguard.domain.timezones import check_zone_name
+
+ZoneName = Annotated[
+    str, AfterValidator(check_zone_name), Field(description="IANA time zone, e.g. Europe/Paris")
+]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MetaValue = Annotated[str, StringConstraints(max_length=500)]
+Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def set_fields(body: BaseModel, *, nullable: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The fields a PATCH body actually sent; null is refused where it means nothing."""
+    changes = {k: getattr(body, k) for k in body.model_fields_set}
+    bad = [k for k, v in changes.items() if v is None and k not in nullable]
+    if bad:
+        raise ValidationFailed(
+            "These fields may not be null.",
+            fields=[{"field": k, "message": "may not be null"} for k in bad],
+        )
+    return changes
+
+
+def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and len(value) > 50:
+        raise ValueError("metadata may hold at most 50 keys")
+    return value
+
+
+Metadata = Annotated[dict[MetaKey, MetaValue], AfterValidator(_check_metadata)]
+MetadataPatch = Annotated[dict[MetaKey, MetaValue | None], AfterValidator(_check_metadata)]
+
+
+# -- businesses and rules ----------------------------------------------------------------
+
+class BusinessCreate(Strict):
+    name: Text200
+    email: EmailStr | None = Field(default=None, description="Owner email, unique per account")
+    timezone: ZoneName
+    rules: RulesPatch | None = Field(default=None, description="Business-level rule overrides")
+
+
+class BusinessUpdate(Strict):
+    name: Text200 | None = None
+    email: EmailStr | None = None
+    timezone: ZoneName | None = None
+    rules: RulesPatch | None = None
+
+
+class BusinessRead(BaseModel):
+    id: str
+    name: str
+    email: str | None
+    timezone: str
+    rules: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class EffectiveRulesRead(BaseModel):
+    business_id: str
+    rules: EffectiveRules
+    sources: dict[str, RuleSource]
+
+
+class RulesDefaultsRead(BaseModel):
+    rules: dict[str, Any] = Field(description="The account layer as set (unset fields omitted)")
+    effective: EffectiveRules = Field(description="Account layer merged with built-in defaults")
+
+
+# -- meeting classes ---------------------------------------------------------------------
+
+class MeetingClassCreate(Strict):
+    name: Slug
+    display_name: Text200
+    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    priority: int = Field(default=50, ge=0, le=100)
+    buffer_before_minutes: int = Field(default=0, ge=0, le=24 * 60)
+    buffer_after_minutes: int = Field(default=0, ge=0, le=24 * 60)
+
+
+class MeetingClassUpdate(Strict):
+    display_name: Text200 | None = None
+    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    priority: int | None = Field(default=None, ge=0, le=100)
+    buffer_before_minutes: int | None = Field(default=None, ge=0, le=24 * 60)
+    buffer_after_minutes: int | None = Field(default=None, ge=0, le=24 * 60)
+
+
+class MeetingClassRead(BaseModel):
+    name: str
+    display_name: str
+    duration_minutes: int | None
+    priority: int
+    buffer_before_minutes: int
+    buffer_after_minutes: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+# -- busy time ---------------------------------------------------------------------------
+
+class BusyCreate(Strict):
+    start: Instant
+    end: Instant
+    title: Annotated[str, StringConstraints(max_length=500)] | None = None
+    external_id: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BusyCreate:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class BusyRead(BaseModel):
+    id: str
+    business_id: str
+    start: dt.datetime
+    end: dt.datetime
+    title: str | None
+    external_id: str | None
+    source: str
+    created_at: dt.datetime
+
+
+# -- availability ------------------------------------------------------------------------
+
+class Slot(BaseModel):
+    start: dt.datetime
+    end: dt.datetime
+
+
+class SlotsRead(BaseModel):
+    business_id: str
+    timezone: str
+    duration_minutes: int
+    slots: list[Slot]
+    computed_at: dt.datetime
+
+
+# -- bookings ----------------------------------------------------------------------------
+
+class Attendee(Strict):
+    email: EmailStr
+    display_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class BookingCreate(Strict):
+    business_id: str | None = None
+    owner_email: EmailStr | None = None
+    start_time: Instant = Field(validation_alias=AliasChoices("start_time", "start"))
+    end_time: Instant | None = Field(
+        default=None, validation_alias=AliasChoices("end_time", "end"),
+        description="Optional when the meeting class gives a duration",
+    )
+    meeting_class: str | None = None
+    customer_email: EmailStr | None = None
+    customer_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    title: Annotated[str, StringConstraints(max_length=500)] | None = None
+    description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    attendees: list[Attendee] = Field(default_factory=list, max_length=100)
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _target(self) -> BookingCreate:
+        if not self.business_id and not self.owner_email:
+            raise ValueError("business_id or owner_email is required")
+        if self.end_time is not None and self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
+        return self
+
+
+class BookingCancel(Strict):
+    reason: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class BookingReschedule(Strict):
+    start_time: Instant = Field(validation_alias=AliasChoices("start_time", "start"))
+    end_time: Instant | None = Field(default=None, validation_alias=AliasChoices("end_time", "end"))
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BookingReschedule:
+        if self.end_time is not None and self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
+        return self
+
+
+class BookingUpdate(Strict):
+    title: Annotated[str, StringConstraints(max_length=500)] | None = None
+    description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    attendees: list[Attendee] | None = Field(default=None, max_length=100)
+    metadata: MetadataPatch | None = None
+    customer_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+# Fields of the booking object a PATCH may not touch (422 field_immutable, not 422 unknown).
+IMMUTABLE_BOOKING_FIELDS = frozenset(
+    {
+        "id", "business_id", "owner_email", "meeting_class", "status", "start_time", "end_time",
+        "start", "end", "customer_email", "hold_id", "correlation_id", "version",
+        "calendar_sync_status", "calendar_event_id", "created_at", "updated_at",
+        "cancelled_at", "cancellation_reason",
+    }
+)
+
+
+class BookingRead(BaseModel):
+    id: str
+    business_id: str
+    meeting_class: str
+    status: Literal["confirmed", "cancelled", "preempted"]
+    start_time: dt.datetime
+    end_time: dt.datetime
+    title: str | None
+    description: str | None
+    customer_email: str | None
+    customer_name: str | None
+    attendees: list[dict[str, Any]]
+    metadata: dict[str, str]
+    hold_id: str | None
+    correlation_id: str
+    version: int
+    calendar_sync_status: str
+    calendar_event_id: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    cancelled_at: dt.datetime | None
+    cancellation_reason: str | None
+
+
+# -- audit -------------------------------------------------------------------------------
+
+class AuditActor(BaseModel):
+    agent_id: str | None
+    key_id: str | None
+
+
+class AuditRead(BaseModel):
+    id: str
+    at: dt.datetime
+    action: str
+    actor: AuditActor
+    business_id: str | None
+    hold_id: str | None
+    booking_id: str | None
+    meeting_class: str | None
+    decision: str | None
+    reason: str | None
+    request_id: str | None
+    correlation_id: str | None
+    details: dict[str, Any]

@@ -1,0 +1,344 @@
+"""Booking use cases: book, cancel, reschedule, update, read."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slotguard.domain.availability import RejectReason, check_slot
+from slotguard.domain.errors import (
+    BookingNotActive,
+    DomainError,
+    NotFound,
+    SlotConflict,
+    ValidationFailed,
+    VersionConflict,
+)
+from slotguard.ids import new_id
+from slotguard.services import audit
+from slotguard.services.context import RequestContext
+from slotguard.services.scheduling import Scheduling, bookings_per_day, load_blockers, load_scheduling
+from slotguard.store import repositories as repo
+from slotguard.store.models import Booking, Reservation
+
+
+def snapshot(b: Booking) -> dict[str, Any]:
+    """The state an audit row records, enough to rebuild the booking from the log alone."""
+    return {
+        "status": b.status,
+        "start_time": b.start_at.isoformat(),
+        "end_time": b.end_at.isoformat(),
+        "version": b.version,
+        "business_id": b.business_id,
+        "meeting_class": b.meeting_class,
+    }
+
+
+def _fail(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(message, fields=[{"field": field, "message": message}])
+
+
+def _rejected(
+    ctx: RequestContext, sched: Scheduling, reason: str, *, start: dt.datetime, end: dt.datetime,
+    booking_id: str | None = None, action: str = "booking_rejected",
+) -> SlotConflict:
+    err = SlotConflict(reason=reason)
+    # Written after the rollback, in its own transaction, so the decision is on record.
+    err.audit = [
+        audit.entry(
+            ctx,
+            action,
+            business_id=sched.business.id,
+            booking_id=booking_id,
+            meeting_class=sched.meeting_class.name,
+            decision="reject",
+            reason=reason,
+            details={"start_time": start.isoformat(), "end_time": end.isoformat()},
+        )
+    ]
+    return err
+
+
+async def _check_time(
+    s: AsyncSession,
+    ctx: RequestContext,
+    sched: Scheduling,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    exclude_booking_id: str | None = None,
+) -> RejectReason | None:
+    await repo.expire_holds(s, sched.business.id, ctx.now)
+    req = sched.slot_request(duration=end - start, now=ctx.now)
+    blockers = await load_blockers(
+        s, sched.business.id, start=start, end=end, now=ctx.now,
+        exclude_booking_id=exclude_booking_id,
+    )
+    per_day = await bookings_per_day(
+        s, sched.business.id, sched.tz, start=start, end=end,
+        exclude_booking_id=exclude_booking_id,
+    )
+    return check_slot(req, start=start, end=end, blockers=blockers, bookings_per_day=per_day)
+
+
+async def _flush_reservation(s: AsyncSession) -> None:
+    """Flush, turning the database's own overlap verdict (PostgreSQL 23P01) into a 409."""
+    try:
+        async with s.begin_nested():
+            await s.flush()
+    except IntegrityError as exc:
+        if repo.sqlstate_of(exc) == repo.EXCLUSION_VIOLATION:
+            raise SlotConflict(reason="overlaps_booking") from None
+        raise
+
+
+def check_if_match(booking: Booking, if_match: int | None) -> None:
+    if if_match is not None and if_match != booking.version:
+        raise VersionConflict(current_version=booking.version)
+
+
+async def book(
+    s: AsyncSession,
+    ctx: RequestContext,
+    *,
+    business_id: str | None,
+    owner_email: str | None,
+    start: dt.datetime,
+    end: dt.datetime | None,
+    meeting_class: str | None,
+    title: str | None,
+    description: str | None,
+    customer_email: str | None,
+    customer_name: str | None,
+    attendees: list[dict[str, Any]],
+    metadata: dict[str, str],
+) -> Booking:
+    """One-step booking: every rule re-checked atomically, then the booking is written."""
+    sched = await load_scheduling(
+        s, ctx, business_id=business_id, owner_email=owner_email,
+        meeting_class=meeting_class, lock=True,
+    )
+    if end is None:
+        end = start + sched.duration(None)
+    if end <= start:
+        raise _fail("end_time", "end_time must be after start_time")
+    if start < ctx.now:
+        raise _fail("start_time", "start_time is in the past")
+    reason = await _check_time(s, ctx, sched, start=start, end=end)
+    if reason is not None:
+        raise _rejected(ctx, sched, reason, start=start, end=end)
+    mc = sched.meeting_class
+    booking = Booking(
+        id=new_id("bk"),
+        account_id=ctx.account_id,
+        business_id=sched.business.id,
+        meeting_class=mc.name,
+        priority=mc.priority,
+        buffer_before_minutes=mc.buffer_before_minutes,
+        buffer_after_minutes=mc.buffer_after_minutes,
+        status="confirmed",
+        start_at=start,
+        end_at=end,
+        title=title or mc.display_name,
+        description=description,
+        customer_email=customer_email,
+        customer_name=customer_name,
+        attendees=attendees,
+        metadata_=metadata,
+        hold_id=None,
+        correlation_id=new_id("corr"),
+        version=1,
+        calendar_sync_status="not_applicable",
+        calendar_event_id=None,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+        cancelled_at=None,
+        cancellation_reason=None,
+        agent_id=ctx.actor.agent_id,
+        key_id=ctx.actor.key_id,
+    )
+    s.add(booking)
+    s.add(_reservation_for(booking))
+    await _flush_reservation(s)
+    audit.record(
+        s, ctx, "booking_created", business_id=booking.business_id, booking_id=booking.id,
+        meeting_class=mc.name, decision="accept", correlation_id=booking.correlation_id,
+        details={"state": snapshot(booking)},
+    )
+    return booking
+
+
+def _reservation_for(b: Booking) -> Reservation:
+    return Reservation(
+        business_id=b.business_id,
+        kind="booking",
+        booking_id=b.id,
+        hold_id=None,
+        start_at=b.start_at,
+        end_at=b.end_at,
+        priority=b.priority,
+        buffer_before_minutes=b.buffer_before_minutes,
+        buffer_after_minutes=b.buffer_after_minutes,
+        expires_at=None,
+        active=True,
+    )
+
+
+async def get_booking(s: AsyncSession, ctx: RequestContext, booking_id: str, *, lock: bool = False) -> Booking:
+    booking = await repo.get_booking(s, ctx.account_id, booking_id, for_update=lock)
+    if booking is None:
+        raise NotFound("The booking does not exist.")
+    ctx.actor.require_business(booking.business_id)
+    return booking
+
+
+async def cancel(
+    s: AsyncSession, ctx: RequestContext, booking_id: str, *, reason: str | None,
+    if_match: int | None,
+) -> Booking:
+    """Cancel and free the slot at once. Cancelling a cancelled booking changes nothing."""
+    booking = await get_booking(s, ctx, booking_id, lock=True)
+    if booking.status == "cancelled":
+        return booking
+    if booking.status != "confirmed":
+        raise BookingNotActive(status=booking.status)
+    check_if_match(booking, if_match)
+    await repo.lock_business(s, ctx.account_id, booking.business_id)
+    booking.status = "cancelled"
+    booking.cancelled_at = ctx.now
+    booking.cancellation_reason = reason
+    booking.version += 1
+    booking.updated_at = ctx.now
+    await repo.deactivate_booking_reservation(s, booking.id)
+    audit.record(
+        s, ctx, "booking_cancelled", business_id=booking.business_id, booking_id=booking.id,
+        meeting_class=booking.meeting_class, reason=reason, correlation_id=booking.correlation_id,
+        details={"state": snapshot(booking)},
+    )
+    return booking
+
+
+async def reschedule(
+    s: AsyncSession, ctx: RequestContext, booking_id: str, *, start: dt.datetime,
+    end: dt.datetime | None, if_match: int | None,
+) -> Booking:
+    """Move a booking: same id, version + 1; the new time passes the booking checks."""
+    booking = await get_booking(s, ctx, booking_id, lock=True)
+    if booking.status != "confirmed":
+        raise BookingNotActive(status=booking.status)
+    check_if_match(booking, if_match)
+    sched = await load_scheduling(
+        s, ctx, business_id=booking.business_id, meeting_class=None, lock=True
+    )
+    # Buffers and priority stay those the booking was made with, even if its class changed.
+    sched = _with_booking_class(sched, booking)
+    if end is None:
+        end = start + (booking.end_at - booking.start_at)
+    if end <= start:
+        raise _fail("end_time", "end_time must be after start_time")
+    if start < ctx.now:
+        raise _fail("start_time", "start_time is in the past")
+    reason = await _check_time(s, ctx, sched, start=start, end=end, exclude_booking_id=booking.id)
+    if reason is not None:
+        raise _rejected(
+            ctx, sched, reason, start=start, end=end, booking_id=booking.id,
+            action="booking_rejected",
+        )
+    old = {"start_time": booking.start_at.isoformat(), "end_time": booking.end_at.isoformat()}
+    await repo.deactivate_booking_reservation(s, booking.id)
+    booking.start_at, booking.end_at = start, end
+    booking.version += 1
+    booking.updated_at = ctx.now
+    s.add(_reservation_for(booking))
+    await _flush_reservation(s)
+    audit.record(
+        s, ctx, "booking_rescheduled", business_id=booking.business_id, booking_id=booking.id,
+        meeting_class=booking.meeting_class, decision="accept",
+        correlation_id=booking.correlation_id,
+        details={"state": snapshot(booking), "previous": old},
+    )
+    return booking
+
+
+def _with_booking_class(sched: Scheduling, booking: Booking) -> Scheduling:
+    from dataclasses import replace
+
+    from slotguard.store.models import MeetingClass
+
+    mc = MeetingClass(
+        name=booking.meeting_class,
+        display_name=sched.meeting_class.display_name,
+        duration_minutes=None,
+        priority=booking.priority,
+        buffer_before_minutes=booking.buffer_before_minutes,
+        buffer_after_minutes=booking.buffer_after_minutes,
+    )
+    return replace(sched, meeting_class=mc)
+
+
+MUTABLE_FIELDS = ("title", "description", "attendees", "metadata", "customer_name")
+
+
+async def update(
+    s: AsyncSession, ctx: RequestContext, booking_id: str, *, changes: dict[str, Any],
+    if_match: int | None,
+) -> Booking:
+    """Change descriptive fields (If-Match checked); metadata merges shallowly."""
+    booking = await get_booking(s, ctx, booking_id, lock=True)
+    check_if_match(booking, if_match)
+    if booking.status != "confirmed":
+        raise BookingNotActive(status=booking.status)
+    changed: list[str] = []
+    for field in MUTABLE_FIELDS:
+        if field not in changes:
+            continue
+        value = changes[field]
+        if field == "metadata":
+            merged = dict(booking.metadata_ or {})
+            for k, v in (value or {}).items():
+                if v is None:
+                    merged.pop(k, None)
+                else:
+                    merged[k] = v
+            _check_metadata_size(merged)
+            booking.metadata_ = merged
+        else:
+            setattr(booking, field, value)
+        changed.append(field)
+    booking.version += 1
+    booking.updated_at = ctx.now
+    audit.record(
+        s, ctx, "booking_updated", business_id=booking.business_id, booking_id=booking.id,
+        meeting_class=booking.meeting_class, correlation_id=booking.correlation_id,
+        details={"state": snapshot(booking), "fields": changed},
+    )
+    return booking
+
+
+def _check_metadata_size(merged: dict[str, Any]) -> None:
+    if len(merged) > 50:
+        raise _fail("metadata", "metadata may hold at most 50 keys")
+
+
+async def list_bookings(
+    s: AsyncSession, ctx: RequestContext, *, filters: dict[str, Any],
+    after: tuple[dt.datetime, str] | None, limit: int,
+) -> Sequence[Booking]:
+    business_ids = ctx.actor.allowed_business_ids
+    if filters.get("business_id"):
+        ctx.actor.require_business(filters["business_id"])
+        business_ids = frozenset({filters["business_id"]})
+    return await repo.list_bookings(
+        s, ctx.account_id, business_ids=business_ids, statuses=filters.get("statuses"),
+        start=filters.get("start"), end=filters.get("end"),
+        customer_email=filters.get("customer_email"),
+        updated_since=filters.get("updated_since"), sort=filters.get("sort", "start_time"),
+        after=after, limit=limit,
+    )
+
+
+__all__ = ["DomainError", "book", "cancel", "get_booking", "list_bookings", "reschedule", "update"]

@@ -1,0 +1,50 @@
+"""Who is acting, for which request: passed to every service function."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from slotguard.domain.errors import Forbidden
+from slotguard.domain.scopes import ALL_SCOPES, Scope
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    account_id: str
+    key_id: str | None
+    agent_id: str | None = None
+    scopes: frozenset[str] = field(default_factory=lambda: frozenset(ALL_SCOPES))
+    # None = every business of the account
+    allowed_business_ids: frozenset[str] | None = None
+    default_meeting_class: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.agent_id is None or "admin" in self.scopes
+
+    def has_scope(self, scope: Scope) -> bool:
+        return self.agent_id is None or scope in self.scopes or "admin" in self.scopes
+
+    def require_scope(self, scope: Scope) -> None:
+        if not self.has_scope(scope):
+            raise Forbidden(
+                f"This key lacks the scope {scope!r}.", required_scope=scope
+            )
+
+    def require_business(self, business_id: str) -> None:
+        if self.allowed_business_ids is not None and business_id not in self.allowed_business_ids:
+            raise Forbidden(
+                "This key may not act on that business.", business_id=business_id
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    actor: Actor
+    request_id: str | None
+    now: dt.datetime
+
+    @property
+    def account_id(self) -> str:
+        return self.actor.account_id

@@ -1,0 +1,502 @@
+"""Every query slotguard runs. Services call these; nothing else builds SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slotguard.store.models import (
+    Account,
+    Agent,
+    ApiKey,
+    AuditEntry,
+    Booking,
+    Business,
+    BusyInterval,
+    Hold,
+    IdempotencyKey,
+    MeetingClass,
+    Reservation,
+)
+
+EXCLUSION_VIOLATION = "23P01"
+UNIQUE_VIOLATION = "23505"
+
+
+def sqlstate_of(exc: IntegrityError) -> str | None:
+    """SQLSTATE of a PostgreSQL integrity error (None on SQLite)."""
+    orig: Any = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code is None and orig is not None:
+        code = getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return code
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    return sqlstate_of(exc) == UNIQUE_VIOLATION or "UNIQUE constraint failed" in str(exc.orig)
+
+
+# -- accounts and keys -------------------------------------------------------------------
+
+async def count_accounts(s: AsyncSession) -> int:
+    return int(await s.scalar(select(func.count()).select_from(Account)) or 0)
+
+
+async def get_account(s: AsyncSession, account_id: str) -> Account | None:
+    return await s.get(Account, account_id)
+
+
+async def find_key_by_hash(s: AsyncSession, key_hash: str) -> tuple[ApiKey, Agent | None] | None:
+    row = (
+        await s.execute(
+            select(ApiKey, Agent)
+            .outerjoin(Agent, Agent.id == ApiKey.agent_id)
+            .where(ApiKey.key_hash == key_hash)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def get_key(s: AsyncSession, account_id: str, key_id: str) -> ApiKey | None:
+    return await s.scalar(
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.account_id == account_id)
+    )
+
+
+async def list_agent_keys(s: AsyncSession, account_id: str, agent_id: str) -> Sequence[ApiKey]:
+    return (
+        await s.scalars(
+            select(ApiKey)
+            .where(ApiKey.account_id == account_id, ApiKey.agent_id == agent_id)
+            .order_by(ApiKey.id)
+        )
+    ).all()
+
+
+async def get_agent(s: AsyncSession, account_id: str, agent_id: str) -> Agent | None:
+    return await s.scalar(
+        select(Agent).where(
+            Agent.id == agent_id, Agent.account_id == account_id, Agent.deleted_at.is_(None)
+        )
+    )
+
+
+async def list_agents(
+    s: AsyncSession, account_id: str, *, after: str | None, limit: int
+) -> Sequence[Agent]:
+    q = select(Agent).where(Agent.account_id == account_id, Agent.deleted_at.is_(None))
+    if after:
+        q = q.where(Agent.id > after)
+    return (await s.scalars(q.order_by(Agent.id).limit(limit + 1))).all()
+
+
+async def revoke_agent_keys(s: AsyncSession, agent_id: str, now: dt.datetime) -> None:
+    await s.execute(
+        update(ApiKey)
+        .where(ApiKey.agent_id == agent_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+# -- businesses, classes, busy time ------------------------------------------------------
+
+def _live_business(account_id: str) -> Select[tuple[Business]]:
+    return select(Business).where(
+        Business.account_id == account_id, Business.deleted_at.is_(None)
+    )
+
+
+async def get_business(s: AsyncSession, account_id: str, business_id: str) -> Business | None:
+    return await s.scalar(_live_business(account_id).where(Business.id == business_id))
+
+
+async def get_business_by_email(s: AsyncSession, account_id: str, email: str) -> Business | None:
+    return await s.scalar(
+        _live_business(account_id).where(func.lower(Business.email) == email.lower())
+    )
+
+
+async def lock_business(s: AsyncSession, account_id: str, business_id: str) -> Business | None:
+    """Load a business and lock its row until the transaction ends.
+
+    Every write that reserves time for a business takes this lock first, so buffer and
+    daily-cap checks (which the exclusion constraint cannot express) see a stable state.
+    On SQLite FOR UPDATE is ignored; BEGIN IMMEDIATE already serialises all writers.
+    """
+    return await s.scalar(
+        _live_business(account_id)
+        .where(Business.id == business_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def list_businesses(
+    s: AsyncSession,
+    account_id: str,
+    *,
+    after: str | None,
+    limit: int,
+    only_ids: frozenset[str] | None = None,
+) -> Sequence[Business]:
+    q = _live_business(account_id)
+    if only_ids is not None:
+        q = q.where(Business.id.in_(only_ids))
+    if after:
+        q = q.where(Business.id > after)
+    return (await s.scalars(q.order_by(Business.id).limit(limit + 1))).all()
+
+
+async def get_meeting_class(s: AsyncSession, account_id: str, name: str) -> MeetingClass | None:
+    return await s.scalar(
+        select(MeetingClass).where(
+            MeetingClass.account_id == account_id, MeetingClass.name == name
+        )
+    )
+
+
+async def list_meeting_classes(
+    s: AsyncSession, account_id: str, *, after: str | None, limit: int
+) -> Sequence[MeetingClass]:
+    q = select(MeetingClass).where(MeetingClass.account_id == account_id)
+    if after:
+        q = q.where(MeetingClass.name > after)
+    return (await s.scalars(q.order_by(MeetingClass.name).limit(limit + 1))).all()
+
+
+async def list_busy(
+    s: AsyncSession,
+    business_id: str,
+    *,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> Sequence[BusyInterval]:
+    q = select(BusyInterval).where(BusyInterval.business_id == business_id)
+    if start is not None:
+        q = q.where(BusyInterval.end_at > start)
+    if end is not None:
+        q = q.where(BusyInterval.start_at < end)
+    if after:
+        q = q.where(BusyInterval.id > after)
+    q = q.order_by(BusyInterval.id)
+    if limit is not None:
+        q = q.limit(limit + 1)
+    return (await s.scalars(q)).all()
+
+
+async def get_busy(s: AsyncSession, business_id: str, busy_id: str) -> BusyInterval | None:
+    return await s.scalar(
+        select(BusyInterval).where(
+            BusyInterval.business_id == business_id, BusyInterval.id == busy_id
+        )
+    )
+
+
+# -- reservations ------------------------------------------------------------------------
+
+async def expire_holds(s: AsyncSession, business_id: str, now: dt.datetime) -> None:
+    """Stop expired hold rows from blocking, inside the caller's write transaction.
+
+    The exclusion constraint only sees `active`; a hold past `expires_at` must not keep a
+    new reservation out even if no sweeper has run, so each reserving transaction clears
+    them first for its business.
+    """
+    await s.execute(
+        update(Reservation)
+        .where(
+            Reservation.business_id == business_id,
+            Reservation.kind == "hold",
+            Reservation.active.is_(True),
+            Reservation.expires_at <= now,
+        )
+        .values(active=False)
+    )
+
+
+async def active_reservations(
+    s: AsyncSession,
+    business_id: str,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+) -> Sequence[Reservation]:
+    """Reservations that block time in [start, end): bookings and unexpired held slots."""
+    return (
+        await s.scalars(
+            select(Reservation).where(
+                Reservation.business_id == business_id,
+                Reservation.active.is_(True),
+                Reservation.start_at < end,
+                Reservation.end_at > start,
+                or_(Reservation.expires_at.is_(None), Reservation.expires_at > now),
+            )
+        )
+    ).all()
+
+
+async def busy_between(
+    s: AsyncSession, business_id: str, *, start: dt.datetime, end: dt.datetime
+) -> Sequence[tuple[dt.datetime, dt.datetime]]:
+    rows = await s.execute(
+        select(BusyInterval.start_at, BusyInterval.end_at).where(
+            BusyInterval.business_id == business_id,
+            BusyInterval.start_at < end,
+            BusyInterval.end_at > start,
+        )
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def booking_starts_between(
+    s: AsyncSession,
+    business_id: str,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    exclude_booking_id: str | None = None,
+) -> Sequence[dt.datetime]:
+    """Start instants of confirmed bookings in [start, end) (for the daily cap)."""
+    q = select(Booking.start_at).where(
+        Booking.business_id == business_id,
+        Booking.status == "confirmed",
+        Booking.start_at >= start,
+        Booking.start_at < end,
+    )
+    if exclude_booking_id:
+        q = q.where(Booking.id != exclude_booking_id)
+    return list((await s.scalars(q)).all())
+
+
+async def deactivate_booking_reservation(s: AsyncSession, booking_id: str) -> None:
+    await s.execute(
+        update(Reservation)
+        .where(Reservation.booking_id == booking_id, Reservation.active.is_(True))
+        .values(active=False)
+    )
+
+
+async def deactivate_hold_reservations(s: AsyncSession, hold_id: str) -> None:
+    await s.execute(
+        update(Reservation)
+        .where(Reservation.hold_id == hold_id, Reservation.active.is_(True))
+        .values(active=False)
+    )
+
+
+# -- bookings ----------------------------------------------------------------------------
+
+async def get_booking(
+    s: AsyncSession, account_id: str, booking_id: str, *, for_update: bool = False
+) -> Booking | None:
+    q = select(Booking).where(Booking.id == booking_id, Booking.account_id == account_id)
+    if for_update:
+        q = q.with_for_update().execution_options(populate_existing=True)
+    return await s.scalar(q)
+
+
+async def list_bookings(
+    s: AsyncSession,
+    account_id: str,
+    *,
+    business_ids: frozenset[str] | None,
+    statuses: Sequence[str] | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    customer_email: str | None,
+    updated_since: dt.datetime | None,
+    sort: str,
+    after: tuple[dt.datetime, str] | None,
+    limit: int,
+) -> Sequence[Booking]:
+    q = select(Booking).where(Booking.account_id == account_id)
+    if business_ids is not None:
+        q = q.where(Booking.business_id.in_(business_ids))
+    if statuses:
+        q = q.where(Booking.status.in_(statuses))
+    if start is not None:
+        q = q.where(Booking.start_at >= start)
+    if end is not None:
+        q = q.where(Booking.start_at < end)
+    if customer_email:
+        q = q.where(func.lower(Booking.customer_email) == customer_email.lower())
+    if updated_since is not None:
+        q = q.where(Booking.updated_at >= updated_since)
+    col = Booking.updated_at if sort == "updated_at" else Booking.start_at
+    if after is not None:
+        q = q.where(or_(col > after[0], and_(col == after[0], Booking.id > after[1])))
+    return (await s.scalars(q.order_by(col, Booking.id).limit(limit + 1))).all()
+
+
+# -- holds -------------------------------------------------------------------------------
+
+async def get_hold(
+    s: AsyncSession, account_id: str, hold_id: str, *, for_update: bool = False
+) -> Hold | None:
+    q = select(Hold).where(Hold.id == hold_id, Hold.account_id == account_id)
+    if for_update:
+        q = q.with_for_update().execution_options(populate_existing=True)
+    return await s.scalar(q)
+
+
+# -- idempotency -------------------------------------------------------------------------
+
+async def get_idempotency_key(s: AsyncSession, account_id: str, key: str) -> IdempotencyKey | None:
+    return await s.scalar(
+        select(IdempotencyKey)
+        .where(IdempotencyKey.account_id == account_id, IdempotencyKey.key == key)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def insert_idempotency_key(s: AsyncSession, row: IdempotencyKey) -> bool:
+    """Insert a fresh in-progress key; False if it already exists (any state)."""
+    try:
+        async with s.begin_nested():
+            s.add(row)
+            await s.flush()
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            return False
+        raise
+    return True
+
+
+async def take_over_idempotency_key(
+    s: AsyncSession,
+    account_id: str,
+    key: str,
+    *,
+    expected_token: str,
+    values: dict[str, Any],
+) -> bool:
+    """Compare-and-swap the owner of a key (reclaiming a stale or expired one)."""
+    res = await s.execute(
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.account_id == account_id,
+            IdempotencyKey.key == key,
+            IdempotencyKey.owner_token == expected_token,
+        )
+        .values(**values)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def complete_idempotency_key(
+    s: AsyncSession,
+    account_id: str,
+    key: str,
+    *,
+    token: str,
+    status: int,
+    headers: dict[str, str],
+    body: bytes,
+    now: dt.datetime,
+) -> bool:
+    res = await s.execute(
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.account_id == account_id,
+            IdempotencyKey.key == key,
+            IdempotencyKey.owner_token == token,
+            IdempotencyKey.state == "in_progress",
+        )
+        .values(
+            state="completed",
+            response_status=status,
+            response_headers=headers,
+            response_body=body,
+            completed_at=now,
+        )
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def release_idempotency_key(s: AsyncSession, account_id: str, key: str, token: str) -> None:
+    await s.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.account_id == account_id,
+            IdempotencyKey.key == key,
+            IdempotencyKey.owner_token == token,
+            IdempotencyKey.state == "in_progress",
+        )
+    )
+
+
+async def purge_idempotency_keys(s: AsyncSession, *, completed_before: dt.datetime) -> int:
+    res = await s.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.state == "completed",
+            IdempotencyKey.completed_at < completed_before,
+        )
+    )
+    return int(res.rowcount)  # type: ignore[attr-defined]
+
+
+# -- audit -------------------------------------------------------------------------------
+
+def _audit_query(
+    account_id: str,
+    *,
+    business_ids: frozenset[str] | None,
+    business_id: str | None,
+    action: str | None,
+    agent_id: str | None,
+    booking_id: str | None,
+    hold_id: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> Select[tuple[AuditEntry]]:
+    q = select(AuditEntry).where(AuditEntry.account_id == account_id)
+    if business_ids is not None:
+        q = q.where(AuditEntry.business_id.in_(business_ids))
+    if business_id:
+        q = q.where(AuditEntry.business_id == business_id)
+    if action:
+        q = q.where(AuditEntry.action.in_(action.split(",")))
+    if agent_id:
+        q = q.where(AuditEntry.agent_id == agent_id)
+    if booking_id:
+        q = q.where(AuditEntry.booking_id == booking_id)
+    if hold_id:
+        q = q.where(AuditEntry.hold_id == hold_id)
+    if since is not None:
+        q = q.where(AuditEntry.at >= since)
+    if until is not None:
+        q = q.where(AuditEntry.at < until)
+    return q
+
+
+async def list_audit(
+    s: AsyncSession, account_id: str, *, after: str | None, limit: int, **filters: Any
+) -> Sequence[AuditEntry]:
+    q = _audit_query(account_id, **filters)
+    if after:
+        q = q.where(AuditEntry.id > after)
+    return (await s.scalars(q.order_by(AuditEntry.id).limit(limit + 1))).all()
+
+
+async def stream_audit(
+    s: AsyncSession, account_id: str, *, batch: int = 500, **filters: Any
+) -> AsyncIterator[AuditEntry]:
+    """Every matching row in id order, fetched in keyset pages so memory stays flat."""
+    after: str | None = None
+    while True:
+        q = _audit_query(account_id, **filters)
+        if after:
+            q = q.where(AuditEntry.id > after)
+        rows = (await s.scalars(q.order_by(AuditEntry.id).limit(batch))).all()
+        for row in rows:
+            yield row
+        if len(rows) < batch:
+            return
+        after = rows[-1].id
+        s.expunge_all()
