@@ -923,6 +923,7 @@ async def test_businesses_and_meeting_classes_paginate_too(h: Harness) -> None:
         ("3", '"3"'),
         ('"3"', '"3"'),
         ('W/"3"', 'W/"3"'),
+        ("*", "*"),
         (Booking({"version": 3}), '"3"'),
     ],
 )

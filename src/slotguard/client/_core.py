@@ -162,7 +162,7 @@ def check_idempotency_key(key: str) -> str:
 
 
 def format_if_match(value: IfMatch) -> str:
-    """An If-Match header value: ``3`` → ``"3"``; ``'"3"'`` and ``'W/"3"'`` pass through."""
+    """An If-Match header value: ``3`` → ``"3"``; ``'"3"'``, ``'W/"3"'``, ``*`` pass through."""
     if isinstance(value, Booking):
         etag = value.etag
         if etag is None:
@@ -175,6 +175,8 @@ def format_if_match(value: IfMatch) -> str:
             raise ValueError(f"if_match version must be >= 1, got {value}")
         return f'"{value}"'
     text = value.strip()
+    if text == "*":  # RFC 9110 "any version": an explicit opt-out of the check
+        return text
     if text.isdigit():
         return f'"{text}"'
     tag = text[2:] if text.startswith("W/") else text
