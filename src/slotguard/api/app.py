@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from slotguard.api import errors
 from slotguard.api.middleware import RequestMiddleware
 from slotguard.api.routes import audit, availability, bookings, businesses, system
 from slotguard.config import Settings, get_settings
+from slotguard.effects import worker
 from slotguard.logs import configure_logging
 from slotguard.store.db import Database
 
@@ -29,9 +31,16 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
             busy_timeout_s=settings.sqlite_busy_timeout_s,
         )
         app.state.settings = settings
+        stop = asyncio.Event()
+        task = None
+        if settings.embedded_worker:
+            task = asyncio.create_task(worker.run(app.state.db, stop))
         try:
             yield
         finally:
+            stop.set()
+            if task is not None:
+                await task
             if own:
                 await app.state.db.dispose()
 

@@ -117,9 +117,10 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only transaction (never committed; rolled back at the end)."""
+        """A read-only transaction, never committed.
+
+        Closing (not rolling back) ends it: close releases the connection, which rolls the
+        transaction back, and leaves loaded objects usable after the block.
+        """
         async with self._read_maker() as session:
-            try:
-                yield session
-            finally:
-                await session.rollback()
+            yield session

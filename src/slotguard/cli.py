@@ -1,0 +1,147 @@
+"""`slotguard` command line: serve | worker | migrate | admin."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from typing import Annotated
+
+import typer
+from sqlalchemy import text
+
+from slotguard.config import get_settings
+from slotguard.services import accounts
+from slotguard.store.db import Database
+from slotguard.store.migrate import upgrade_to_head
+
+app = typer.Typer(help="slotguard: a scheduling API that never books a slot twice.",
+                  no_args_is_help=True)
+admin = typer.Typer(help="Accounts and admin keys.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+
+# Fixed key for the PostgreSQL advisory lock that makes first-start bootstrap happen once.
+BOOTSTRAP_LOCK_KEY = 7_310_512_002
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def _bootstrap(url: str, raw_key: str | None) -> tuple[str, str] | None:
+    db = Database.connect(url, pool_size=1)
+    try:
+        async with db.write() as s:
+            if not db.is_sqlite:
+                await s.execute(text(f"SELECT pg_advisory_xact_lock({BOOTSTRAP_LOCK_KEY})"))
+            created = await accounts.bootstrap(s, now=_now(), raw_key=raw_key)
+        return None if created is None else (created[0].id, created[1])
+    finally:
+        await db.dispose()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    settings = get_settings()
+    upgrade_to_head(settings.database_url)
+    typer.echo("migrations applied")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not run the background worker in-process")
+    ] = False,
+) -> None:
+    """Apply migrations, bootstrap an empty database, and serve the API."""
+    import uvicorn
+
+    settings = get_settings()
+    upgrade_to_head(settings.database_url)
+    created = asyncio.run(_bootstrap(settings.database_url, settings.bootstrap_api_key))
+    if created is not None:
+        account_id, raw = created
+        if settings.bootstrap_api_key:
+            typer.echo(f"slotguard: created account {account_id} with the bootstrap admin key")
+        else:
+            typer.echo(f"slotguard: created account {account_id}; admin key (shown once):")
+            typer.echo(f"  {raw}")
+    if no_worker:
+        os.environ["SLOTGUARD_EMBEDDED_WORKER"] = "0"
+    uvicorn.run(
+        "slotguard.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the background worker alone (hold expiry, outbox, housekeeping)."""
+    from slotguard.effects.worker import run_forever
+
+    settings = get_settings()
+    upgrade_to_head(settings.database_url)
+    asyncio.run(run_forever(settings))
+
+
+@admin.command("create-account")
+def create_account(
+    name: Annotated[str, typer.Option(help="Account name")] = "default",
+) -> None:
+    """Create an account and print its first admin key (shown once)."""
+
+    async def run() -> tuple[str, str]:
+        settings = get_settings()
+        db = Database.connect(settings.database_url, pool_size=1)
+        try:
+            async with db.write() as s:
+                account = await accounts.create_account(s, name=name, now=_now())
+                _, raw = await accounts.create_key(s, account_id=account.id, now=_now(),
+                                                   name="admin")
+            return account.id, raw
+        finally:
+            await db.dispose()
+
+    upgrade_to_head(get_settings().database_url)
+    account_id, raw = asyncio.run(run())
+    typer.echo(f"account: {account_id}")
+    typer.echo(f"admin key (shown once): {raw}")
+
+
+@admin.command("create-key")
+def create_key(
+    account: Annotated[str, typer.Option(help="Account id (acct_…)")],
+    name: Annotated[str | None, typer.Option(help="A label for the key")] = None,
+) -> None:
+    """Create another admin key for an account (shown once)."""
+
+    async def run() -> str | None:
+        settings = get_settings()
+        db = Database.connect(settings.database_url, pool_size=1)
+        try:
+            async with db.write() as s:
+                from slotguard.store import repositories as repo
+
+                if await repo.get_account(s, account) is None:
+                    return None
+                _, raw = await accounts.create_key(s, account_id=account, now=_now(), name=name)
+            return raw
+        finally:
+            await db.dispose()
+
+    upgrade_to_head(get_settings().database_url)
+    raw = asyncio.run(run())
+    if raw is None:
+        typer.echo(f"no such account: {account}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"admin key (shown once): {raw}")
