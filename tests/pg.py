@@ -26,8 +26,8 @@ def _in_thread(fn: Callable[[], Awaitable[T]]) -> T:
 
 
 def _dsn() -> str:
-    return make_url(pg_admin_url()).set(drivername="postgresql").render_as_string(
-        hide_password=False
+    return (
+        make_url(pg_admin_url()).set(drivername="postgresql").render_as_string(hide_password=False)
     )
 
 

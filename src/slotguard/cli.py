@@ -15,8 +15,9 @@ from slotguard.services import accounts
 from slotguard.store.db import Database
 from slotguard.store.migrate import upgrade_to_head
 
-app = typer.Typer(help="slotguard: a scheduling API that never books a slot twice.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="slotguard: a scheduling API that never books a slot twice.", no_args_is_help=True
+)
 admin = typer.Typer(help="Accounts and admin keys.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 
@@ -106,8 +107,9 @@ def create_account(
         try:
             async with db.write() as s:
                 account = await accounts.create_account(s, name=name, now=_now())
-                _, raw = await accounts.create_key(s, account_id=account.id, now=_now(),
-                                                   name="admin")
+                _, raw = await accounts.create_key(
+                    s, account_id=account.id, now=_now(), name="admin"
+                )
             return account.id, raw
         finally:
             await db.dispose()

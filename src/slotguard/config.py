@@ -21,9 +21,7 @@ class Settings(BaseSettings):
         default=None, validation_alias="SLOTGUARD_BOOTSTRAP_API_KEY"
     )
     smtp_url: str | None = Field(default=None, validation_alias="SLOTGUARD_SMTP_URL")
-    email_from: str = Field(
-        default="slotguard@localhost", validation_alias="SLOTGUARD_EMAIL_FROM"
-    )
+    email_from: str = Field(default="slotguard@localhost", validation_alias="SLOTGUARD_EMAIL_FROM")
     secret_key: str | None = Field(default=None, validation_alias="SLOTGUARD_SECRET_KEY")
     log_level: str = Field(default="INFO", validation_alias="SLOTGUARD_LOG_LEVEL")
     allow_private_webhooks: bool = Field(

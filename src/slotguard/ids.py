@@ -7,8 +7,21 @@ from typing import Literal
 from ulid import ULID
 
 Prefix = Literal[
-    "acct", "biz", "mc", "agt", "key", "hld", "bk", "corr", "aud", "whe", "evt", "req", "busy",
-    "cal", "obx",
+    "acct",
+    "biz",
+    "mc",
+    "agt",
+    "key",
+    "hld",
+    "bk",
+    "corr",
+    "aud",
+    "whe",
+    "evt",
+    "req",
+    "busy",
+    "cal",
+    "obx",
 ]
 
 

@@ -29,11 +29,17 @@ def key() -> str:
 
 
 async def make_business(
-    t: Tenant, *, timezone: str = "UTC", rules: dict[str, Any] | None = None,
+    t: Tenant,
+    *,
+    timezone: str = "UTC",
+    rules: dict[str, Any] | None = None,
     email: str | None = None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": "Dr. Test", "timezone": timezone,
-                            "rules": OPEN_ALL_DAY if rules is None else rules}
+    body: dict[str, Any] = {
+        "name": "Dr. Test",
+        "timezone": timezone,
+        "rules": OPEN_ALL_DAY if rules is None else rules,
+    }
     if email:
         body["email"] = email
     r = await t.client.post("/v1/businesses", json=body, headers=t.headers())
@@ -43,11 +49,20 @@ async def make_business(
 
 
 async def book(
-    t: Tenant, business_id: str, start: dt.datetime, minutes: int = 30, *,
-    idem: str | None = None, **extra: Any,
+    t: Tenant,
+    business_id: str,
+    start: dt.datetime,
+    minutes: int = 30,
+    *,
+    idem: str | None = None,
+    **extra: Any,
 ) -> httpx.Response:
-    body = {"business_id": business_id, "start_time": iso(start),
-            "end_time": iso(start + dt.timedelta(minutes=minutes)), **extra}
+    body = {
+        "business_id": business_id,
+        "start_time": iso(start),
+        "end_time": iso(start + dt.timedelta(minutes=minutes)),
+        **extra,
+    }
     return await t.client.post(
         "/v1/bookings", json=body, headers=t.headers(**{"Idempotency-Key": idem or key()})
     )

@@ -82,8 +82,13 @@ async def test_each_rejection_reason(tenant: Tenant) -> None:
     biz = await make_business(
         tenant,
         rules={
-            "working_hours": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                               "start": "09:00", "end": "17:00"}],
+            "working_hours": [
+                {
+                    "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                    "start": "09:00",
+                    "end": "17:00",
+                }
+            ],
             "buffer_minutes": 15,
             "slot_interval_minutes": 30,
             "min_notice_minutes": 24 * 60,
@@ -119,9 +124,17 @@ async def test_each_rejection_reason(tenant: Tenant) -> None:
 async def test_too_soon_reason_on_an_open_grid(tenant: Tenant) -> None:
     biz = await make_business(
         tenant,
-        rules={"working_hours": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                                  "start": "00:00", "end": "24:00"}],
-               "min_notice_minutes": 3 * 24 * 60, "slot_interval_minutes": 60},
+        rules={
+            "working_hours": [
+                {
+                    "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                    "start": "00:00",
+                    "end": "24:00",
+                }
+            ],
+            "min_notice_minutes": 3 * 24 * 60,
+            "slot_interval_minutes": 60,
+        },
     )
     res = await book(tenant, biz["id"], future_day(1) + 10 * H, 60)
     assert res.status_code == 409
@@ -147,7 +160,8 @@ async def test_cancel_frees_slot_and_is_repeatable(tenant: Tenant) -> None:
     start = future_day() + 9 * H
     b = (await book(tenant, biz["id"], start)).json()["data"]
     r = await tenant.client.post(
-        f"/v1/bookings/{b['id']}/cancel", json={"reason": "sick"},
+        f"/v1/bookings/{b['id']}/cancel",
+        json={"reason": "sick"},
         headers=tenant.headers(**{"Idempotency-Key": key()}),
     )
     assert r.status_code == 200, r.text
@@ -179,7 +193,8 @@ async def test_reschedule_keeps_id_and_bumps_version(tenant: Tenant) -> None:
     b = (await book(tenant, biz["id"], start, 60)).json()["data"]
     new_start = start + 3 * H
     r = await tenant.client.post(
-        f"/v1/bookings/{b['id']}/reschedule", json={"start_time": iso(new_start)},
+        f"/v1/bookings/{b['id']}/reschedule",
+        json={"start_time": iso(new_start)},
         headers=tenant.headers(**{"Idempotency-Key": key(), "If-Match": 'W/"1"'}),
     )
     assert r.status_code == 200, r.text
@@ -209,7 +224,8 @@ async def test_reschedule_conflict_leaves_booking_untouched(tenant: Tenant) -> N
     a = (await book(tenant, biz["id"], start, 60)).json()["data"]
     assert (await book(tenant, biz["id"], start + 2 * H, 60)).status_code == 201
     r = await tenant.client.post(
-        f"/v1/bookings/{a['id']}/reschedule", json={"start_time": iso(start + 2 * H)},
+        f"/v1/bookings/{a['id']}/reschedule",
+        json={"start_time": iso(start + 2 * H)},
         headers=tenant.headers(**{"Idempotency-Key": key()}),
     )
     assert r.status_code == 409 and r.json()["details"]["reason"] == "overlaps_booking"
@@ -220,10 +236,12 @@ async def test_reschedule_conflict_leaves_booking_untouched(tenant: Tenant) -> N
 async def test_reschedule_cancelled_is_booking_not_active(tenant: Tenant) -> None:
     biz = await make_business(tenant)
     b = (await book(tenant, biz["id"], future_day() + 9 * H)).json()["data"]
-    await tenant.client.post(f"/v1/bookings/{b['id']}/cancel",
-                             headers=tenant.headers(**{"Idempotency-Key": key()}))
+    await tenant.client.post(
+        f"/v1/bookings/{b['id']}/cancel", headers=tenant.headers(**{"Idempotency-Key": key()})
+    )
     r = await tenant.client.post(
-        f"/v1/bookings/{b['id']}/reschedule", json={"start_time": iso(future_day() + 12 * H)},
+        f"/v1/bookings/{b['id']}/reschedule",
+        json={"start_time": iso(future_day() + 12 * H)},
         headers=tenant.headers(**{"Idempotency-Key": key()}),
     )
     assert r.status_code == 409 and r.json()["error"] == "booking_not_active"
@@ -231,28 +249,38 @@ async def test_reschedule_cancelled_is_booking_not_active(tenant: Tenant) -> Non
 
 async def test_patch_if_match_rules(tenant: Tenant) -> None:
     biz = await make_business(tenant)
-    b = (await book(tenant, biz["id"], future_day() + 9 * H, metadata={"a": "1", "b": "2"})
-         ).json()["data"]
+    b = (await book(tenant, biz["id"], future_day() + 9 * H, metadata={"a": "1", "b": "2"})).json()[
+        "data"
+    ]
     url = f"/v1/bookings/{b['id']}"
-    r = await tenant.client.patch(url, json={"title": "x"},
-                                  headers=tenant.headers(**{"Idempotency-Key": key()}))
+    r = await tenant.client.patch(
+        url, json={"title": "x"}, headers=tenant.headers(**{"Idempotency-Key": key()})
+    )
     assert r.status_code == 428 and r.json()["error"] == "missing_if_match"
-    r = await tenant.client.patch(url, json={"title": "x"},
-                                  headers=tenant.headers(**{"Idempotency-Key": key(),
-                                                            "If-Match": "abc"}))
+    r = await tenant.client.patch(
+        url,
+        json={"title": "x"},
+        headers=tenant.headers(**{"Idempotency-Key": key(), "If-Match": "abc"}),
+    )
     assert r.status_code == 400 and r.json()["error"] == "invalid_if_match"
-    r = await tenant.client.patch(url, json={"title": "x"},
-                                  headers=tenant.headers(**{"Idempotency-Key": key(),
-                                                            "If-Match": '"5"'}))
+    r = await tenant.client.patch(
+        url,
+        json={"title": "x"},
+        headers=tenant.headers(**{"Idempotency-Key": key(), "If-Match": '"5"'}),
+    )
     assert r.status_code == 412 and r.json()["details"]["current_version"] == 1
     r = await tenant.client.patch(
-        url, json={"start_time": iso(future_day()), "status": "cancelled", "title": "x"},
-        headers=tenant.headers(**{"Idempotency-Key": key(), "If-Match": '"1"'}))
+        url,
+        json={"start_time": iso(future_day()), "status": "cancelled", "title": "x"},
+        headers=tenant.headers(**{"Idempotency-Key": key(), "If-Match": '"1"'}),
+    )
     assert r.status_code == 422 and r.json()["error"] == "field_immutable"
     assert r.json()["details"]["fields"] == ["start_time", "status"]
     r = await tenant.client.patch(
-        url, json={"title": "New", "metadata": {"a": None, "c": "3"}, "customer_name": "Zed"},
-        headers=tenant.headers(**{"Idempotency-Key": key(), "If-Match": '"1"'}))
+        url,
+        json={"title": "New", "metadata": {"a": None, "c": "3"}, "customer_name": "Zed"},
+        headers=tenant.headers(**{"Idempotency-Key": key(), "If-Match": '"1"'}),
+    )
     assert r.status_code == 200, r.text
     d = r.json()["data"]
     assert d["title"] == "New" and d["customer_name"] == "Zed"
@@ -285,8 +313,9 @@ async def test_list_filters_and_cursor(tenant: Tenant) -> None:
         r = await book(tenant, biz["id"], day + i * H, customer_email=f"c{i % 2}@example.com")
         ids.append(r.json()["data"]["id"])
     await book(tenant, other["id"], day)
-    await tenant.client.post(f"/v1/bookings/{ids[4]}/cancel",
-                             headers=tenant.headers(**{"Idempotency-Key": key()}))
+    await tenant.client.post(
+        f"/v1/bookings/{ids[4]}/cancel", headers=tenant.headers(**{"Idempotency-Key": key()})
+    )
     seen: list[str] = []
     cursor = None
     while True:
@@ -302,23 +331,31 @@ async def test_list_filters_and_cursor(tenant: Tenant) -> None:
             break
         cursor = meta["next_cursor"]
     assert seen == ids
-    r = await tenant.client.get("/v1/bookings", params={"business_id": biz["id"],
-                                                        "status": "confirmed"},
-                                headers=tenant.headers())
+    r = await tenant.client.get(
+        "/v1/bookings",
+        params={"business_id": biz["id"], "status": "confirmed"},
+        headers=tenant.headers(),
+    )
     assert [b["id"] for b in r.json()["data"]] == ids[:4]
-    r = await tenant.client.get("/v1/bookings", params={"customer_email": "c1@example.com"},
-                                headers=tenant.headers())
+    r = await tenant.client.get(
+        "/v1/bookings", params={"customer_email": "c1@example.com"}, headers=tenant.headers()
+    )
     assert [b["id"] for b in r.json()["data"]] == [ids[1], ids[3]]
-    r = await tenant.client.get("/v1/bookings", params={"sort": "updated_at", "business_id":
-                                                        biz["id"]}, headers=tenant.headers())
+    r = await tenant.client.get(
+        "/v1/bookings",
+        params={"sort": "updated_at", "business_id": biz["id"]},
+        headers=tenant.headers(),
+    )
     assert [b["id"] for b in r.json()["data"]][-1] == ids[4]
-    r = await tenant.client.get("/v1/bookings", params={"start": iso(day + H),
-                                                        "end": iso(day + 3 * H),
-                                                        "business_id": biz["id"]},
-                                headers=tenant.headers())
+    r = await tenant.client.get(
+        "/v1/bookings",
+        params={"start": iso(day + H), "end": iso(day + 3 * H), "business_id": biz["id"]},
+        headers=tenant.headers(),
+    )
     assert [b["id"] for b in r.json()["data"]] == ids[1:3]
-    r = await tenant.client.get("/v1/bookings", params={"cursor": "garbage!"},
-                                headers=tenant.headers())
+    r = await tenant.client.get(
+        "/v1/bookings", params={"cursor": "garbage!"}, headers=tenant.headers()
+    )
     assert r.status_code == 422
 
 
@@ -334,8 +371,9 @@ async def test_other_accounts_objects_are_404(tenant: Tenant, store, app_client)
     assert r.status_code == 404
     r = await book(intruder, biz["id"], future_day() + 12 * H)
     assert r.status_code == 404
-    r = await intruder.client.post(f"/v1/bookings/{b['id']}/cancel",
-                                   headers=intruder.headers(**{"Idempotency-Key": key()}))
+    r = await intruder.client.post(
+        f"/v1/bookings/{b['id']}/cancel", headers=intruder.headers(**{"Idempotency-Key": key()})
+    )
     assert r.status_code == 404
     r = await intruder.client.get("/v1/bookings", headers=intruder.headers())
     assert r.json()["data"] == []
@@ -346,8 +384,11 @@ async def test_owner_email_targets_business(tenant: Tenant) -> None:
     start = future_day() + 9 * H
     r = await tenant.client.post(
         "/v1/bookings",
-        json={"owner_email": "DOC@example.com", "start_time": iso(start),
-              "end_time": iso(start + H)},
+        json={
+            "owner_email": "DOC@example.com",
+            "start_time": iso(start),
+            "end_time": iso(start + H),
+        },
         headers=tenant.headers(**{"Idempotency-Key": key()}),
     )
     assert r.status_code == 201, r.text
@@ -358,32 +399,44 @@ async def test_audit_rows_for_every_change(tenant: Tenant) -> None:
     start = future_day() + 9 * H
     b = (await book(tenant, biz["id"], start)).json()["data"]
     assert (await book(tenant, biz["id"], start)).status_code == 409
-    await tenant.client.post(f"/v1/bookings/{b['id']}/reschedule",
-                             json={"start_time": iso(start + H)},
-                             headers=tenant.headers(**{"Idempotency-Key": key()}))
-    await tenant.client.patch(f"/v1/bookings/{b['id']}", json={"title": "t"},
-                              headers=tenant.headers(**{"Idempotency-Key": key(),
-                                                        "If-Match": '"2"'}))
-    await tenant.client.post(f"/v1/bookings/{b['id']}/cancel",
-                             headers=tenant.headers(**{"Idempotency-Key": key()}))
-    r = await tenant.client.get("/v1/audit-log", params={"business_id": biz["id"]},
-                                headers=tenant.headers())
+    await tenant.client.post(
+        f"/v1/bookings/{b['id']}/reschedule",
+        json={"start_time": iso(start + H)},
+        headers=tenant.headers(**{"Idempotency-Key": key()}),
+    )
+    await tenant.client.patch(
+        f"/v1/bookings/{b['id']}",
+        json={"title": "t"},
+        headers=tenant.headers(**{"Idempotency-Key": key(), "If-Match": '"2"'}),
+    )
+    await tenant.client.post(
+        f"/v1/bookings/{b['id']}/cancel", headers=tenant.headers(**{"Idempotency-Key": key()})
+    )
+    r = await tenant.client.get(
+        "/v1/audit-log", params={"business_id": biz["id"]}, headers=tenant.headers()
+    )
     assert r.status_code == 200, r.text
     rows = r.json()["data"]
     assert [a["action"] for a in rows] == [
-        "booking_created", "booking_rejected", "booking_rescheduled", "booking_updated",
+        "booking_created",
+        "booking_rejected",
+        "booking_rescheduled",
+        "booking_updated",
         "booking_cancelled",
     ]
     assert rows[1]["reason"] == "overlaps_booking" and rows[1]["decision"] == "reject"
     assert all(a["request_id"].startswith("req_") for a in rows)
     assert all(a["actor"]["key_id"].startswith("key_") for a in rows)
     assert rows[-1]["details"]["state"]["version"] == 4
-    only = await tenant.client.get("/v1/audit-log",
-                                   params={"booking_id": b["id"], "action": "booking_cancelled"},
-                                   headers=tenant.headers())
+    only = await tenant.client.get(
+        "/v1/audit-log",
+        params={"booking_id": b["id"], "action": "booking_cancelled"},
+        headers=tenant.headers(),
+    )
     assert [a["action"] for a in only.json()["data"]] == ["booking_cancelled"]
-    export = await tenant.client.get("/v1/audit-log/export", params={"business_id": biz["id"]},
-                                     headers=tenant.headers())
+    export = await tenant.client.get(
+        "/v1/audit-log/export", params={"business_id": biz["id"]}, headers=tenant.headers()
+    )
     assert export.status_code == 200
     assert export.headers["content-type"].startswith("application/x-ndjson")
     assert len(export.text.strip().splitlines()) == 5

@@ -35,17 +35,23 @@ async def count_bookings(t: Tenant) -> int:
 async def test_missing_unknown_and_revoked_keys_are_401(tenant: Tenant) -> None:
     c = tenant.client
     assert_error(await c.get("/v1/businesses"), 401, "unauthorized")
-    assert_error(await c.get("/v1/businesses", headers={"Authorization": "Bearer sg_live_nope"}),
-                 401, "unauthorized")
-    assert_error(await c.get("/v1/businesses", headers={"Authorization": "Basic abc"}),
-                 401, "unauthorized")
-    assert_error(await c.get("/v1/businesses", headers={"Authorization": "Bearer "}),
-                 401, "unauthorized")
+    assert_error(
+        await c.get("/v1/businesses", headers={"Authorization": "Bearer sg_live_nope"}),
+        401,
+        "unauthorized",
+    )
+    assert_error(
+        await c.get("/v1/businesses", headers={"Authorization": "Basic abc"}), 401, "unauthorized"
+    )
+    assert_error(
+        await c.get("/v1/businesses", headers={"Authorization": "Bearer "}), 401, "unauthorized"
+    )
 
 
 async def test_malformed_json_is_422_and_changes_nothing(tenant: Tenant) -> None:
     r = await tenant.client.post(
-        "/v1/bookings", content=b'{"business_id": "x", "start_time": ',
+        "/v1/bookings",
+        content=b'{"business_id": "x", "start_time": ',
         headers=tenant.headers(**{"Idempotency-Key": key(), "Content-Type": "application/json"}),
     )
     body = assert_error(r, 422, "validation_error")
@@ -70,33 +76,43 @@ async def test_malformed_json_is_422_and_changes_nothing(tenant: Tenant) -> None
 async def test_wrong_types_are_422(tenant: Tenant, override: dict[str, Any], field: str) -> None:
     biz = await make_business(tenant)
     start = future_day() + 9 * H
-    body = {"business_id": biz["id"], "start_time": iso(start), "end_time": iso(start + H),
-            **override}
-    r = await tenant.client.post("/v1/bookings", json=body,
-                                 headers=tenant.headers(**{"Idempotency-Key": key()}))
+    body = {
+        "business_id": biz["id"],
+        "start_time": iso(start),
+        "end_time": iso(start + H),
+        **override,
+    }
+    r = await tenant.client.post(
+        "/v1/bookings", json=body, headers=tenant.headers(**{"Idempotency-Key": key()})
+    )
     err = assert_error(r, 422, "validation_error")
     assert field in [f["field"] for f in err["details"]["fields"]]
     assert await count_bookings(tenant) == 0
 
 
 async def test_body_must_be_an_object(tenant: Tenant) -> None:
-    r = await tenant.client.post("/v1/bookings", json=[1, 2],
-                                 headers=tenant.headers(**{"Idempotency-Key": key()}))
+    r = await tenant.client.post(
+        "/v1/bookings", json=[1, 2], headers=tenant.headers(**{"Idempotency-Key": key()})
+    )
     assert_error(r, 422, "validation_error")
 
 
 async def test_unknown_zone_is_422(tenant: Tenant) -> None:
-    r = await tenant.client.post("/v1/businesses", json={"name": "x", "timezone": "Mars/Olympus"},
-                                 headers=tenant.headers())
+    r = await tenant.client.post(
+        "/v1/businesses", json={"name": "x", "timezone": "Mars/Olympus"}, headers=tenant.headers()
+    )
     body = assert_error(r, 422, "validation_error")
     assert body["details"]["fields"][0]["field"] == "timezone"
-    r = await tenant.client.post("/v1/businesses", json={"name": "x", "timezone": "../etc/passwd"},
-                                 headers=tenant.headers())
+    r = await tenant.client.post(
+        "/v1/businesses", json={"name": "x", "timezone": "../etc/passwd"}, headers=tenant.headers()
+    )
     assert_error(r, 422, "validation_error")
     biz = await make_business(tenant)
-    r = await tenant.client.get("/v1/availability/slots",
-                                params={"business_id": biz["id"], "timezone": "Nope/Nope"},
-                                headers=tenant.headers())
+    r = await tenant.client.get(
+        "/v1/availability/slots",
+        params={"business_id": biz["id"], "timezone": "Nope/Nope"},
+        headers=tenant.headers(),
+    )
     assert_error(r, 422, "validation_error")
     r = await tenant.client.get("/v1/businesses", headers=tenant.headers())
     assert len(r.json()["data"]) == 1
@@ -104,18 +120,26 @@ async def test_unknown_zone_is_422(tenant: Tenant) -> None:
 
 async def test_huge_body_is_413(tenant: Tenant) -> None:
     big = b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'", "timezone": "UTC"}'
-    r = await tenant.client.post("/v1/businesses", content=big,
-                                 headers=tenant.headers(**{"Content-Type": "application/json"}))
+    r = await tenant.client.post(
+        "/v1/businesses",
+        content=big,
+        headers=tenant.headers(**{"Content-Type": "application/json"}),
+    )
     assert_error(r, 413, "payload_too_large")
 
     async def chunks():  # type: ignore[no-untyped-def]
         for _ in range(20):
             yield b"x" * 65536
 
-    r = await tenant.client.post("/v1/businesses", content=chunks(),
-                                 headers=tenant.headers(**{"Content-Type": "application/json"}))
+    r = await tenant.client.post(
+        "/v1/businesses",
+        content=chunks(),
+        headers=tenant.headers(**{"Content-Type": "application/json"}),
+    )
     assert_error(r, 413, "payload_too_large")
-    assert (await tenant.client.get("/v1/businesses", headers=tenant.headers())).json()["data"] == []
+    assert (await tenant.client.get("/v1/businesses", headers=tenant.headers())).json()[
+        "data"
+    ] == []
 
 
 async def test_unknown_route_and_wrong_method(tenant: Tenant) -> None:
@@ -131,7 +155,9 @@ async def test_unknown_ids_are_404(tenant: Tenant) -> None:
     assert_error(await c.get("/v1/businesses/biz_nope", headers=h), 404, "not_found")
     assert_error(await c.get("/v1/meeting-classes/nope", headers=h), 404, "not_found")
     assert_error(await c.get("/v1/businesses/biz_nope/rules", headers=h), 404, "not_found")
-    r = await c.post("/v1/bookings/bk_nope/cancel", headers=tenant.headers(**{"Idempotency-Key": key()}))
+    r = await c.post(
+        "/v1/bookings/bk_nope/cancel", headers=tenant.headers(**{"Idempotency-Key": key()})
+    )
     assert_error(r, 404, "not_found")
 
 
@@ -140,8 +166,11 @@ async def test_window_limits(tenant: Tenant) -> None:
     start = future_day()
     r = await tenant.client.get(
         "/v1/availability/slots",
-        params={"business_id": biz["id"], "start": iso(start),
-                "end": iso(start + dt.timedelta(days=91))},
+        params={
+            "business_id": biz["id"],
+            "start": iso(start),
+            "end": iso(start + dt.timedelta(days=91)),
+        },
         headers=tenant.headers(),
     )
     assert_error(r, 422, "window_too_large")
@@ -157,9 +186,11 @@ async def test_window_limits(tenant: Tenant) -> None:
         headers=tenant.headers(),
     )
     assert_error(r, 422, "validation_error")
-    r = await tenant.client.get("/v1/availability/slots",
-                                params={"business_id": biz["id"], "duration_minutes": "abc"},
-                                headers=tenant.headers())
+    r = await tenant.client.get(
+        "/v1/availability/slots",
+        params={"business_id": biz["id"], "duration_minutes": "abc"},
+        headers=tenant.headers(),
+    )
     assert_error(r, 422, "validation_error")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from slotguard.api.schemas import (
     AuditActor,
     AuditRead,
@@ -16,51 +15,85 @@ from slotguard.store.models import AuditEntry, Booking, Business, BusyInterval, 
 
 def business(b: Business) -> BusinessRead:
     return BusinessRead(
-        id=b.id, name=b.name, email=b.email, timezone=b.timezone, rules=b.rules or {},
-        created_at=b.created_at, updated_at=b.updated_at,
+        id=b.id,
+        name=b.name,
+        email=b.email,
+        timezone=b.timezone,
+        rules=b.rules or {},
+        created_at=b.created_at,
+        updated_at=b.updated_at,
     )
 
 
 def meeting_class(m: MeetingClass) -> MeetingClassRead:
     return MeetingClassRead(
-        name=m.name, display_name=m.display_name, duration_minutes=m.duration_minutes,
-        priority=m.priority, buffer_before_minutes=m.buffer_before_minutes,
-        buffer_after_minutes=m.buffer_after_minutes, created_at=m.created_at,
+        name=m.name,
+        display_name=m.display_name,
+        duration_minutes=m.duration_minutes,
+        priority=m.priority,
+        buffer_before_minutes=m.buffer_before_minutes,
+        buffer_after_minutes=m.buffer_after_minutes,
+        created_at=m.created_at,
         updated_at=m.updated_at,
     )
 
 
 def busy(b: BusyInterval) -> BusyRead:
     return BusyRead(
-        id=b.id, business_id=b.business_id, start=b.start_at, end=b.end_at, title=b.title,
-        external_id=b.external_id, source=b.source, created_at=b.created_at,
+        id=b.id,
+        business_id=b.business_id,
+        start=b.start_at,
+        end=b.end_at,
+        title=b.title,
+        external_id=b.external_id,
+        source=b.source,
+        created_at=b.created_at,
     )
 
 
 def booking(b: Booking) -> BookingRead:
     return BookingRead(
-        id=b.id, business_id=b.business_id, meeting_class=b.meeting_class,
+        id=b.id,
+        business_id=b.business_id,
+        meeting_class=b.meeting_class,
         status=b.status,  # type: ignore[arg-type]
-        start_time=b.start_at, end_time=b.end_at, title=b.title, description=b.description,
-        customer_email=b.customer_email, customer_name=b.customer_name,
-        attendees=list(b.attendees or []), metadata=dict(b.metadata_ or {}), hold_id=b.hold_id,
-        correlation_id=b.correlation_id, version=b.version,
-        calendar_sync_status=b.calendar_sync_status, calendar_event_id=b.calendar_event_id,
-        created_at=b.created_at, updated_at=b.updated_at, cancelled_at=b.cancelled_at,
+        start_time=b.start_at,
+        end_time=b.end_at,
+        title=b.title,
+        description=b.description,
+        customer_email=b.customer_email,
+        customer_name=b.customer_name,
+        attendees=list(b.attendees or []),
+        metadata=dict(b.metadata_ or {}),
+        hold_id=b.hold_id,
+        correlation_id=b.correlation_id,
+        version=b.version,
+        calendar_sync_status=b.calendar_sync_status,
+        calendar_event_id=b.calendar_event_id,
+        created_at=b.created_at,
+        updated_at=b.updated_at,
+        cancelled_at=b.cancelled_at,
         cancellation_reason=b.cancellation_reason,
     )
 
 
 def audit(a: AuditEntry) -> AuditRead:
     return AuditRead(
-        id=a.id, at=a.at, action=a.action, actor=AuditActor(agent_id=a.agent_id, key_id=a.key_id),
-        business_id=a.business_id, hold_id=a.hold_id, booking_id=a.booking_id,
-        meeting_class=a.meeting_class, decision=a.decision, reason=a.reason,
-        request_id=a.request_id, correlation_id=a.correlation_id, details=a.details or {},
+        id=a.id,
+        at=a.at,
+        action=a.action,
+        actor=AuditActor(agent_id=a.agent_id, key_id=a.key_id),
+        business_id=a.business_id,
+        hold_id=a.hold_id,
+        booking_id=a.booking_id,
+        meeting_class=a.meeting_class,
+        decision=a.decision,
+        reason=a.reason,
+        request_id=a.request_id,
+        correlation_id=a.correlation_id,
+        details=a.details or {},
     )
 
 
 def etag(version: int) -> str:
     return f'"{version}"'
-
-

@@ -45,8 +45,13 @@ def page(items: list[Any], *, next_cursor: str | None) -> Response:
     return ok(items, meta=meta)
 
 
-def error_body(status: int, error: str, message: str, details: Mapping[str, Any] | None = None,
-               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def error_body(
+    status: int,
+    error: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "error": error,
         "message": message,
@@ -59,9 +64,15 @@ def error_body(status: int, error: str, message: str, details: Mapping[str, Any]
     return body
 
 
-def error(status: int, error: str, message: str, details: Mapping[str, Any] | None = None, *,
-          headers: Mapping[str, str] | None = None,
-          extra: Mapping[str, Any] | None = None) -> Response:
+def error(
+    status: int,
+    error: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
     return Response(
         dumps(error_body(status, error, message, details, extra)),
         status_code=status,

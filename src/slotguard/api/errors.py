@@ -75,7 +75,9 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
         fields = validation_fields(list(exc.errors()))
         malformed = any(f["type"] == "json_invalid" for f in fields)
-        message = "The request body is not valid JSON." if malformed else "The request is not valid."
+        message = (
+            "The request body is not valid JSON." if malformed else "The request is not valid."
+        )
         return envelope.error(422, "validation_error", message, {"fields": fields})
 
     @app.exception_handler(StarletteHTTPException)

@@ -57,7 +57,9 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     if body.strip():
         try:
             canon = json.dumps(
-                _canonical(json.loads(body)), sort_keys=True, separators=(",", ":"),
+                _canonical(json.loads(body)),
+                sort_keys=True,
+                separators=(",", ":"),
                 ensure_ascii=False,
             ).encode("utf-8")
         except ValueError:
@@ -76,13 +78,15 @@ def idempotency(*, required: bool) -> Callable[[Request], Awaitable[IdempotencyR
         if raw is None:
             if required:
                 raise ApiError(
-                    400, "missing_idempotency_key",
+                    400,
+                    "missing_idempotency_key",
                     "This endpoint requires an Idempotency-Key header.",
                 )
             return None
         if not _valid_key(raw):
             raise ApiError(
-                400, "invalid_idempotency_key",
+                400,
+                "invalid_idempotency_key",
                 "Idempotency-Key must be 1-255 printable ASCII characters.",
             )
         body = await request.body()
@@ -107,9 +111,15 @@ async def _claim(db: Database, ctx: RequestContext, idem: IdempotencyRequest) ->
     now = dt.datetime.now(dt.UTC)
     token = uuid.uuid4().hex
     fresh = {
-        "fingerprint": idem.fingerprint, "state": "in_progress", "owner_token": token,
-        "locked_at": now, "created_at": now, "response_status": None,
-        "response_headers": None, "response_body": None, "completed_at": None,
+        "fingerprint": idem.fingerprint,
+        "state": "in_progress",
+        "owner_token": token,
+        "locked_at": now,
+        "created_at": now,
+        "response_status": None,
+        "response_headers": None,
+        "response_body": None,
+        "completed_at": None,
     }
     async with db.write() as s:
         row = IdempotencyKey(account_id=ctx.account_id, key=idem.key, **fresh)
@@ -117,28 +127,31 @@ async def _claim(db: Database, ctx: RequestContext, idem: IdempotencyRequest) ->
             return token
         existing = await repo.get_idempotency_key(s, ctx.account_id, idem.key)
         if existing is None:  # purged between our insert and read: the next try inserts
-            raise ApiError(409, "idempotency_in_progress", "Retry the request.",
-                           headers={"Retry-After": "1"})
+            raise ApiError(
+                409, "idempotency_in_progress", "Retry the request.", headers={"Retry-After": "1"}
+            )
         expired = (
             existing.state == "completed"
             and existing.completed_at is not None
             and existing.completed_at < now - RETENTION
         )
         stale = existing.state == "in_progress" and existing.locked_at < now - STALE_AFTER
-        if expired or (stale and existing.fingerprint == idem.fingerprint):
-            if await repo.take_over_idempotency_key(
-                s, ctx.account_id, idem.key, expected_token=existing.owner_token, values=fresh
-            ):
-                return token
+        reclaimable = expired or (stale and existing.fingerprint == idem.fingerprint)
+        if reclaimable and await repo.take_over_idempotency_key(
+            s, ctx.account_id, idem.key, expected_token=existing.owner_token, values=fresh
+        ):
+            return token
         if existing.fingerprint != idem.fingerprint:
             raise ApiError(
-                409, "idempotency_key_conflict",
+                409,
+                "idempotency_key_conflict",
                 "This Idempotency-Key was used with a different request.",
             )
         if existing.state == "completed":
             return _replay(existing)
         raise ApiError(
-            409, "idempotency_in_progress",
+            409,
+            "idempotency_in_progress",
             "A request with this Idempotency-Key is still being processed.",
             headers={"Retry-After": "1"},
         )
@@ -188,15 +201,21 @@ async def run_write(
                 }
                 headers.setdefault("X-Request-Id", envelope.request_id_var.get())
                 stored = await repo.complete_idempotency_key(
-                    s, ctx.account_id, idem.key, token=token, status=response.status_code,
-                    headers=headers, body=bytes(response.body),
+                    s,
+                    ctx.account_id,
+                    idem.key,
+                    token=token,
+                    status=response.status_code,
+                    headers=headers,
+                    body=bytes(response.body),
                     now=dt.datetime.now(dt.UTC),
                 )
                 if not stored:
                     # Another request took the key over while we ran (we were slower than
                     # STALE_AFTER); roll back so the work cannot happen twice.
                     raise ApiError(
-                        409, "idempotency_in_progress",
+                        409,
+                        "idempotency_in_progress",
                         "A request with this Idempotency-Key is still being processed.",
                         headers={"Retry-After": "1"},
                     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-
 import structlog
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import MutableHeaders
@@ -130,5 +129,3 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-

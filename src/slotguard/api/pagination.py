@@ -13,7 +13,9 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
-def clamp_limit(limit: int | None, *, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
+def clamp_limit(
+    limit: int | None, *, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT
+) -> int:
     if limit is None:
         return default
     if limit < 1:
@@ -36,7 +38,11 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
         parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         parts = None
-    if not isinstance(parts, list) or len(parts) != arity or not all(isinstance(p, str) for p in parts):
+    if (
+        not isinstance(parts, list)
+        or len(parts) != arity
+        or not all(isinstance(p, str) for p in parts)
+    ):
         raise ValidationFailed(
             "The cursor is not valid.", fields=[{"field": "cursor", "message": "invalid cursor"}]
         )

@@ -41,7 +41,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-def set_fields(body: BaseModel, *, nullable: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+def set_fields(
+    body: BaseModel, *, nullable: frozenset[str] | set[str] = frozenset()
+) -> dict[str, Any]:
     """The fields a PATCH body actually sent; null is refused where it means nothing."""
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     bad = [k for k, v in changes.items() if v is None and k not in nullable]
@@ -64,6 +66,7 @@ MetadataPatch = Annotated[dict[MetaKey, MetaValue | None], AfterValidator(_check
 
 
 # -- businesses and rules ----------------------------------------------------------------
+
 
 class BusinessCreate(Strict):
     name: Text200
@@ -102,6 +105,7 @@ class RulesDefaultsRead(BaseModel):
 
 # -- meeting classes ---------------------------------------------------------------------
 
+
 class MeetingClassCreate(Strict):
     name: Slug
     display_name: Text200
@@ -132,6 +136,7 @@ class MeetingClassRead(BaseModel):
 
 # -- busy time ---------------------------------------------------------------------------
 
+
 class BusyCreate(Strict):
     start: Instant
     end: Instant
@@ -158,6 +163,7 @@ class BusyRead(BaseModel):
 
 # -- availability ------------------------------------------------------------------------
 
+
 class Slot(BaseModel):
     start: dt.datetime
     end: dt.datetime
@@ -173,6 +179,7 @@ class SlotsRead(BaseModel):
 
 # -- bookings ----------------------------------------------------------------------------
 
+
 class Attendee(Strict):
     email: EmailStr
     display_name: Annotated[str, StringConstraints(max_length=200)] | None = None
@@ -183,7 +190,8 @@ class BookingCreate(Strict):
     owner_email: EmailStr | None = None
     start_time: Instant = Field(validation_alias=AliasChoices("start_time", "start"))
     end_time: Instant | None = Field(
-        default=None, validation_alias=AliasChoices("end_time", "end"),
+        default=None,
+        validation_alias=AliasChoices("end_time", "end"),
         description="Optional when the meeting class gives a duration",
     )
     meeting_class: str | None = None
@@ -229,10 +237,25 @@ class BookingUpdate(Strict):
 # Fields of the booking object a PATCH may not touch (422 field_immutable, not 422 unknown).
 IMMUTABLE_BOOKING_FIELDS = frozenset(
     {
-        "id", "business_id", "owner_email", "meeting_class", "status", "start_time", "end_time",
-        "start", "end", "customer_email", "hold_id", "correlation_id", "version",
-        "calendar_sync_status", "calendar_event_id", "created_at", "updated_at",
-        "cancelled_at", "cancellation_reason",
+        "id",
+        "business_id",
+        "owner_email",
+        "meeting_class",
+        "status",
+        "start_time",
+        "end_time",
+        "start",
+        "end",
+        "customer_email",
+        "hold_id",
+        "correlation_id",
+        "version",
+        "calendar_sync_status",
+        "calendar_event_id",
+        "created_at",
+        "updated_at",
+        "cancelled_at",
+        "cancellation_reason",
     }
 )
 
@@ -262,6 +285,7 @@ class BookingRead(BaseModel):
 
 
 # -- audit -------------------------------------------------------------------------------
+
 
 class AuditActor(BaseModel):
     agent_id: str | None

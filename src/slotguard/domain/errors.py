@@ -52,7 +52,9 @@ class BookingNotActive(DomainError):
 
 class HoldAlreadyConfirmed(DomainError):
     code, status, default_message = (
-        "hold_already_confirmed", 409, "The hold was already confirmed.",
+        "hold_already_confirmed",
+        409,
+        "The hold was already confirmed.",
     )
 
 
@@ -62,7 +64,9 @@ class HoldReleased(DomainError):
 
 class HoldPreempted(DomainError):
     code, status, default_message = (
-        "hold_preempted", 409, "The hold was preempted by a higher-priority request.",
+        "hold_preempted",
+        409,
+        "The hold was preempted by a higher-priority request.",
     )
 
 
@@ -72,7 +76,9 @@ class HoldExpired(DomainError):
 
 class VersionConflict(DomainError):
     code, status, default_message = (
-        "version_conflict", 412, "The object was changed by someone else.",
+        "version_conflict",
+        412,
+        "The object was changed by someone else.",
     )
 
 

@@ -10,7 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slotguard.domain.availability import Interval, compute_slots
 from slotguard.domain.errors import ValidationFailed, WindowTooLarge
 from slotguard.services.context import RequestContext
-from slotguard.services.scheduling import Scheduling, bookings_per_day, load_blockers, load_scheduling
+from slotguard.services.scheduling import (
+    Scheduling,
+    bookings_per_day,
+    load_blockers,
+    load_scheduling,
+)
 
 DEFAULT_WINDOW = dt.timedelta(days=14)
 MAX_WINDOW = dt.timedelta(days=90)
@@ -54,12 +59,18 @@ async def get_slots(
     """Slots that a booking by this caller would get right now."""
     window_start, window_end = resolve_window(ctx, start, end)
     sched = await load_scheduling(
-        s, ctx, business_id=business_id, owner_email=owner_email,
-        meeting_class=meeting_class, lock=False,
+        s,
+        ctx,
+        business_id=business_id,
+        owner_email=owner_email,
+        meeting_class=meeting_class,
+        lock=False,
     )
     duration = sched.duration(duration_minutes)
     req = sched.slot_request(
-        duration=duration, now=ctx.now, extra_buffer_minutes=buffer_minutes,
+        duration=duration,
+        now=ctx.now,
+        extra_buffer_minutes=buffer_minutes,
         interval_minutes=slot_interval_minutes,
     )
     blockers = await load_blockers(
@@ -69,7 +80,11 @@ async def get_slots(
         s, sched.business.id, sched.tz, start=window_start, end=window_end
     )
     slots = compute_slots(
-        req, window_start=window_start, window_end=window_end, blockers=blockers,
-        bookings_per_day=per_day, limit=limit,
+        req,
+        window_start=window_start,
+        window_end=window_end,
+        blockers=blockers,
+        bookings_per_day=per_day,
+        limit=limit,
     )
     return SlotsResult(scheduling=sched, duration=duration, slots=slots)

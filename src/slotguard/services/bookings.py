@@ -21,7 +21,12 @@ from slotguard.domain.errors import (
 from slotguard.ids import new_id
 from slotguard.services import audit
 from slotguard.services.context import RequestContext
-from slotguard.services.scheduling import Scheduling, bookings_per_day, load_blockers, load_scheduling
+from slotguard.services.scheduling import (
+    Scheduling,
+    bookings_per_day,
+    load_blockers,
+    load_scheduling,
+)
 from slotguard.store import repositories as repo
 from slotguard.store.models import Booking, Reservation
 
@@ -43,8 +48,14 @@ def _fail(field: str, message: str) -> ValidationFailed:
 
 
 def _rejected(
-    ctx: RequestContext, sched: Scheduling, reason: str, *, start: dt.datetime, end: dt.datetime,
-    booking_id: str | None = None, action: str = "booking_rejected",
+    ctx: RequestContext,
+    sched: Scheduling,
+    reason: str,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    booking_id: str | None = None,
+    action: str = "booking_rejected",
 ) -> SlotConflict:
     err = SlotConflict(reason=reason)
     # Written after the rollback, in its own transaction, so the decision is on record.
@@ -75,11 +86,19 @@ async def _check_time(
     await repo.expire_holds(s, sched.business.id, ctx.now)
     req = sched.slot_request(duration=end - start, now=ctx.now)
     blockers = await load_blockers(
-        s, sched.business.id, start=start, end=end, now=ctx.now,
+        s,
+        sched.business.id,
+        start=start,
+        end=end,
+        now=ctx.now,
         exclude_booking_id=exclude_booking_id,
     )
     per_day = await bookings_per_day(
-        s, sched.business.id, sched.tz, start=start, end=end,
+        s,
+        sched.business.id,
+        sched.tz,
+        start=start,
+        end=end,
         exclude_booking_id=exclude_booking_id,
     )
     return check_slot(req, start=start, end=end, blockers=blockers, bookings_per_day=per_day)
@@ -119,8 +138,12 @@ async def book(
 ) -> Booking:
     """One-step booking: every rule re-checked atomically, then the booking is written."""
     sched = await load_scheduling(
-        s, ctx, business_id=business_id, owner_email=owner_email,
-        meeting_class=meeting_class, lock=True,
+        s,
+        ctx,
+        business_id=business_id,
+        owner_email=owner_email,
+        meeting_class=meeting_class,
+        lock=True,
     )
     if end is None:
         end = start + sched.duration(None)
@@ -165,8 +188,14 @@ async def book(
     s.add(_reservation_for(booking))
     await _flush_reservation(s)
     audit.record(
-        s, ctx, "booking_created", business_id=booking.business_id, booking_id=booking.id,
-        meeting_class=mc.name, decision="accept", correlation_id=booking.correlation_id,
+        s,
+        ctx,
+        "booking_created",
+        business_id=booking.business_id,
+        booking_id=booking.id,
+        meeting_class=mc.name,
+        decision="accept",
+        correlation_id=booking.correlation_id,
         details={"state": snapshot(booking)},
     )
     return booking
@@ -188,7 +217,9 @@ def _reservation_for(b: Booking) -> Reservation:
     )
 
 
-async def get_booking(s: AsyncSession, ctx: RequestContext, booking_id: str, *, lock: bool = False) -> Booking:
+async def get_booking(
+    s: AsyncSession, ctx: RequestContext, booking_id: str, *, lock: bool = False
+) -> Booking:
     booking = await repo.get_booking(s, ctx.account_id, booking_id, for_update=lock)
     if booking is None:
         raise NotFound("The booking does not exist.")
@@ -197,7 +228,11 @@ async def get_booking(s: AsyncSession, ctx: RequestContext, booking_id: str, *, 
 
 
 async def cancel(
-    s: AsyncSession, ctx: RequestContext, booking_id: str, *, reason: str | None,
+    s: AsyncSession,
+    ctx: RequestContext,
+    booking_id: str,
+    *,
+    reason: str | None,
     if_match: int | None,
 ) -> Booking:
     """Cancel and free the slot at once. Cancelling a cancelled booking changes nothing."""
@@ -215,16 +250,27 @@ async def cancel(
     booking.updated_at = ctx.now
     await repo.deactivate_booking_reservation(s, booking.id)
     audit.record(
-        s, ctx, "booking_cancelled", business_id=booking.business_id, booking_id=booking.id,
-        meeting_class=booking.meeting_class, reason=reason, correlation_id=booking.correlation_id,
+        s,
+        ctx,
+        "booking_cancelled",
+        business_id=booking.business_id,
+        booking_id=booking.id,
+        meeting_class=booking.meeting_class,
+        reason=reason,
+        correlation_id=booking.correlation_id,
         details={"state": snapshot(booking)},
     )
     return booking
 
 
 async def reschedule(
-    s: AsyncSession, ctx: RequestContext, booking_id: str, *, start: dt.datetime,
-    end: dt.datetime | None, if_match: int | None,
+    s: AsyncSession,
+    ctx: RequestContext,
+    booking_id: str,
+    *,
+    start: dt.datetime,
+    end: dt.datetime | None,
+    if_match: int | None,
 ) -> Booking:
     """Move a booking: same id, version + 1; the new time passes the booking checks."""
     booking = await get_booking(s, ctx, booking_id, lock=True)
@@ -245,7 +291,12 @@ async def reschedule(
     reason = await _check_time(s, ctx, sched, start=start, end=end, exclude_booking_id=booking.id)
     if reason is not None:
         raise _rejected(
-            ctx, sched, reason, start=start, end=end, booking_id=booking.id,
+            ctx,
+            sched,
+            reason,
+            start=start,
+            end=end,
+            booking_id=booking.id,
             action="booking_rejected",
         )
     old = {"start_time": booking.start_at.isoformat(), "end_time": booking.end_at.isoformat()}
@@ -256,8 +307,13 @@ async def reschedule(
     s.add(_reservation_for(booking))
     await _flush_reservation(s)
     audit.record(
-        s, ctx, "booking_rescheduled", business_id=booking.business_id, booking_id=booking.id,
-        meeting_class=booking.meeting_class, decision="accept",
+        s,
+        ctx,
+        "booking_rescheduled",
+        business_id=booking.business_id,
+        booking_id=booking.id,
+        meeting_class=booking.meeting_class,
+        decision="accept",
         correlation_id=booking.correlation_id,
         details={"state": snapshot(booking), "previous": old},
     )
@@ -284,7 +340,11 @@ MUTABLE_FIELDS = ("title", "description", "attendees", "metadata", "customer_nam
 
 
 async def update(
-    s: AsyncSession, ctx: RequestContext, booking_id: str, *, changes: dict[str, Any],
+    s: AsyncSession,
+    ctx: RequestContext,
+    booking_id: str,
+    *,
+    changes: dict[str, Any],
     if_match: int | None,
 ) -> Booking:
     """Change descriptive fields (If-Match checked); metadata merges shallowly."""
@@ -312,8 +372,13 @@ async def update(
     booking.version += 1
     booking.updated_at = ctx.now
     audit.record(
-        s, ctx, "booking_updated", business_id=booking.business_id, booking_id=booking.id,
-        meeting_class=booking.meeting_class, correlation_id=booking.correlation_id,
+        s,
+        ctx,
+        "booking_updated",
+        business_id=booking.business_id,
+        booking_id=booking.id,
+        meeting_class=booking.meeting_class,
+        correlation_id=booking.correlation_id,
         details={"state": snapshot(booking), "fields": changed},
     )
     return booking
@@ -325,19 +390,29 @@ def _check_metadata_size(merged: dict[str, Any]) -> None:
 
 
 async def list_bookings(
-    s: AsyncSession, ctx: RequestContext, *, filters: dict[str, Any],
-    after: tuple[dt.datetime, str] | None, limit: int,
+    s: AsyncSession,
+    ctx: RequestContext,
+    *,
+    filters: dict[str, Any],
+    after: tuple[dt.datetime, str] | None,
+    limit: int,
 ) -> Sequence[Booking]:
     business_ids = ctx.actor.allowed_business_ids
     if filters.get("business_id"):
         ctx.actor.require_business(filters["business_id"])
         business_ids = frozenset({filters["business_id"]})
     return await repo.list_bookings(
-        s, ctx.account_id, business_ids=business_ids, statuses=filters.get("statuses"),
-        start=filters.get("start"), end=filters.get("end"),
+        s,
+        ctx.account_id,
+        business_ids=business_ids,
+        statuses=filters.get("statuses"),
+        start=filters.get("start"),
+        end=filters.get("end"),
         customer_email=filters.get("customer_email"),
-        updated_since=filters.get("updated_since"), sort=filters.get("sort", "start_time"),
-        after=after, limit=limit,
+        updated_since=filters.get("updated_since"),
+        sort=filters.get("sort", "start_time"),
+        after=after,
+        limit=limit,
     )
 
 

@@ -65,7 +65,9 @@ async def resolve_business(
     return biz
 
 
-def effective_rules(account: Account, business: Business | None) -> tuple[EffectiveRules, dict[str, RuleSource]]:
+def effective_rules(
+    account: Account, business: Business | None
+) -> tuple[EffectiveRules, dict[str, RuleSource]]:
     return merge_rules(
         RulesPatch.model_validate(account.rules or {}),
         RulesPatch.model_validate(business.rules or {}) if business is not None else None,
@@ -73,8 +75,14 @@ def effective_rules(account: Account, business: Business | None) -> tuple[Effect
 
 
 async def create_business(
-    s: AsyncSession, actor: Actor, *, name: str, email: str | None, timezone: str,
-    rules: RulesPatch | None, now: dt.datetime,
+    s: AsyncSession,
+    actor: Actor,
+    *,
+    name: str,
+    email: str | None,
+    timezone: str,
+    rules: RulesPatch | None,
+    now: dt.datetime,
 ) -> Business:
     biz = Business(
         id=new_id("biz"),
@@ -107,7 +115,9 @@ async def update_business(
     return biz
 
 
-async def delete_business(s: AsyncSession, actor: Actor, business_id: str, now: dt.datetime) -> None:
+async def delete_business(
+    s: AsyncSession, actor: Actor, business_id: str, now: dt.datetime
+) -> None:
     # Soft delete: bookings and audit rows keep pointing at it.
     biz = await resolve_business(s, actor, business_id=business_id, lock=True)
     biz.deleted_at = now
@@ -121,6 +131,7 @@ async def put_default_rules(s: AsyncSession, actor: Actor, rules: RulesPatch) ->
 
 
 # -- meeting classes ---------------------------------------------------------------------
+
 
 async def resolve_meeting_class(s: AsyncSession, actor: Actor, name: str | None) -> MeetingClass:
     """The class a request acts as: named, else the agent's default, else `default`."""
@@ -180,9 +191,17 @@ async def delete_meeting_class(s: AsyncSession, actor: Actor, name: str) -> None
 
 # -- busy time ---------------------------------------------------------------------------
 
+
 async def add_busy(
-    s: AsyncSession, actor: Actor, business_id: str, *, start: dt.datetime, end: dt.datetime,
-    title: str | None, external_id: str | None, now: dt.datetime,
+    s: AsyncSession,
+    actor: Actor,
+    business_id: str,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    title: str | None,
+    external_id: str | None,
+    now: dt.datetime,
 ) -> BusyInterval:
     biz = await resolve_business(s, actor, business_id=business_id)
     busy = BusyInterval(
@@ -202,8 +221,14 @@ async def add_busy(
 
 
 async def list_busy(
-    s: AsyncSession, actor: Actor, business_id: str, *, start: dt.datetime | None,
-    end: dt.datetime | None, after: str | None, limit: int,
+    s: AsyncSession,
+    actor: Actor,
+    business_id: str,
+    *,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    after: str | None,
+    limit: int,
 ) -> Sequence[BusyInterval]:
     biz = await resolve_business(s, actor, business_id=business_id)
     return await repo.list_busy(s, biz.id, start=start, end=end, after=after, limit=limit)

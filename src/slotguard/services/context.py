@@ -28,15 +28,11 @@ class Actor:
 
     def require_scope(self, scope: Scope) -> None:
         if not self.has_scope(scope):
-            raise Forbidden(
-                f"This key lacks the scope {scope!r}.", required_scope=scope
-            )
+            raise Forbidden(f"This key lacks the scope {scope!r}.", required_scope=scope)
 
     def require_business(self, business_id: str) -> None:
         if self.allowed_business_ids is not None and business_id not in self.allowed_business_ids:
-            raise Forbidden(
-                "This key may not act on that business.", business_id=business_id
-            )
+            raise Forbidden("This key may not act on that business.", business_id=business_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slotguard.domain.availability import Blocker, SlotRequest
 from slotguard.domain.rules import EffectiveRules
 from slotguard.domain.timezones import zone
-from slotguard.services.businesses import effective_rules, get_account, resolve_business, resolve_meeting_class
+from slotguard.services.businesses import (
+    effective_rules,
+    get_account,
+    resolve_business,
+    resolve_meeting_class,
+)
 from slotguard.services.context import RequestContext
 from slotguard.store import repositories as repo
 from slotguard.store.models import Business, MeetingClass

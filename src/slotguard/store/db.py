@@ -37,7 +37,9 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def _sqlite_engine(url: str, *, immediate: bool, busy_timeout_s: float, pool_size: int) -> AsyncEngine:
+def _sqlite_engine(
+    url: str, *, immediate: bool, busy_timeout_s: float, pool_size: int
+) -> AsyncEngine:
     engine = create_async_engine(
         url,
         pool_size=pool_size,
@@ -101,7 +103,9 @@ class Database:
                 url, immediate=False, busy_timeout_s=busy_timeout_s, pool_size=pool_size
             )
             return cls(url=url, write_engine=write, read_engine=read)
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+        engine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+        )
         return cls(url=url, write_engine=engine, read_engine=engine)
 
     async def dispose(self) -> None:

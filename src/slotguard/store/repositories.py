@@ -43,6 +43,7 @@ def is_unique_violation(exc: IntegrityError) -> bool:
 
 # -- accounts and keys -------------------------------------------------------------------
 
+
 async def count_accounts(s: AsyncSession) -> int:
     return int(await s.scalar(select(func.count()).select_from(Account)) or 0)
 
@@ -105,10 +106,9 @@ async def revoke_agent_keys(s: AsyncSession, agent_id: str, now: dt.datetime) ->
 
 # -- businesses, classes, busy time ------------------------------------------------------
 
+
 def _live_business(account_id: str) -> Select[tuple[Business]]:
-    return select(Business).where(
-        Business.account_id == account_id, Business.deleted_at.is_(None)
-    )
+    return select(Business).where(Business.account_id == account_id, Business.deleted_at.is_(None))
 
 
 async def get_business(s: AsyncSession, account_id: str, business_id: str) -> Business | None:
@@ -154,9 +154,7 @@ async def list_businesses(
 
 async def get_meeting_class(s: AsyncSession, account_id: str, name: str) -> MeetingClass | None:
     return await s.scalar(
-        select(MeetingClass).where(
-            MeetingClass.account_id == account_id, MeetingClass.name == name
-        )
+        select(MeetingClass).where(MeetingClass.account_id == account_id, MeetingClass.name == name)
     )
 
 
@@ -200,6 +198,7 @@ async def get_busy(s: AsyncSession, business_id: str, busy_id: str) -> BusyInter
 
 
 # -- reservations ------------------------------------------------------------------------
+
 
 async def expire_holds(s: AsyncSession, business_id: str, now: dt.datetime) -> None:
     """Stop expired hold rows from blocking, inside the caller's write transaction.
@@ -293,6 +292,7 @@ async def deactivate_hold_reservations(s: AsyncSession, hold_id: str) -> None:
 
 # -- bookings ----------------------------------------------------------------------------
 
+
 async def get_booking(
     s: AsyncSession, account_id: str, booking_id: str, *, for_update: bool = False
 ) -> Booking | None:
@@ -337,6 +337,7 @@ async def list_bookings(
 
 # -- holds -------------------------------------------------------------------------------
 
+
 async def get_hold(
     s: AsyncSession, account_id: str, hold_id: str, *, for_update: bool = False
 ) -> Hold | None:
@@ -347,6 +348,7 @@ async def get_hold(
 
 
 # -- idempotency -------------------------------------------------------------------------
+
 
 async def get_idempotency_key(s: AsyncSession, account_id: str, key: str) -> IdempotencyKey | None:
     return await s.scalar(
@@ -442,6 +444,7 @@ async def purge_idempotency_keys(s: AsyncSession, *, completed_before: dt.dateti
 
 
 # -- audit -------------------------------------------------------------------------------
+
 
 def _audit_query(
     account_id: str,

@@ -44,8 +44,14 @@ async def list_audit(
     n = clamp_limit(limit)
     after = decode_cursor(cursor, 1)
     filters = _filters(
-        ctx, business_id=business_id, action=action, agent_id=agent_id, booking_id=booking_id,
-        hold_id=hold_id, since=since, until=until,
+        ctx,
+        business_id=business_id,
+        action=action,
+        agent_id=agent_id,
+        booking_id=booking_id,
+        hold_id=hold_id,
+        since=since,
+        until=until,
     )
     async with get_db(request).read() as s:
         rows, more = split_page(
@@ -75,8 +81,14 @@ async def export_audit(
 ) -> StreamingResponse:
     """Every matching audit row as JSON Lines, streamed in keyset pages."""
     filters = _filters(
-        ctx, business_id=business_id, action=action, agent_id=agent_id, booking_id=booking_id,
-        hold_id=hold_id, since=since, until=until,
+        ctx,
+        business_id=business_id,
+        action=action,
+        agent_id=agent_id,
+        booking_id=booking_id,
+        hold_id=hold_id,
+        since=since,
+        until=until,
     )
     db = get_db(request)
 

@@ -37,10 +37,17 @@ async def get_slots(
     """Bookable slots: only those a booking by this caller would get right now."""
     async with get_db(request).read() as s:
         result = await svc.get_slots(
-            s, ctx, business_id=business_id, owner_email=owner_email,
-            meeting_class=meeting_class, duration_minutes=duration_minutes, start=start,
-            end=end, buffer_minutes=buffer_minutes,
-            slot_interval_minutes=slot_interval_minutes, limit=min(limit, MAX_SLOTS),
+            s,
+            ctx,
+            business_id=business_id,
+            owner_email=owner_email,
+            meeting_class=meeting_class,
+            duration_minutes=duration_minutes,
+            start=start,
+            end=end,
+            buffer_minutes=buffer_minutes,
+            slot_interval_minutes=slot_interval_minutes,
+            limit=min(limit, MAX_SLOTS),
         )
     tz_name = timezone or result.scheduling.business.timezone
     tz = zone(tz_name)
@@ -49,7 +56,9 @@ async def get_slots(
             business_id=result.scheduling.business.id,
             timezone=tz_name,
             duration_minutes=int(result.duration.total_seconds() // 60),
-            slots=[Slot(start=i.start.astimezone(tz), end=i.end.astimezone(tz)) for i in result.slots],
+            slots=[
+                Slot(start=i.start.astimezone(tz), end=i.end.astimezone(tz)) for i in result.slots
+            ],
             computed_at=ctx.now.astimezone(dt.UTC),
         )
     )

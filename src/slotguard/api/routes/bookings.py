@@ -70,9 +70,16 @@ async def create_booking(
 
     async def work(s: AsyncSession) -> Response:
         booking = await svc.book(
-            s, ctx, business_id=body.business_id, owner_email=body.owner_email,
-            start=body.start_time, end=body.end_time, meeting_class=body.meeting_class,
-            title=body.title, description=body.description, customer_email=body.customer_email,
+            s,
+            ctx,
+            business_id=body.business_id,
+            owner_email=body.owner_email,
+            start=body.start_time,
+            end=body.end_time,
+            meeting_class=body.meeting_class,
+            title=body.title,
+            description=body.description,
+            customer_email=body.customer_email,
             customer_name=body.customer_name,
             attendees=[a.model_dump(exclude_none=True) for a in body.attendees],
             metadata=body.metadata,
@@ -118,8 +125,13 @@ async def list_bookings(
                 "The cursor is not valid.", fields=[{"field": "cursor", "message": "invalid"}]
             ) from None
     filters: dict[str, Any] = {
-        "business_id": business_id, "statuses": statuses, "start": start, "end": end,
-        "customer_email": customer_email, "updated_since": updated_since, "sort": sort,
+        "business_id": business_id,
+        "statuses": statuses,
+        "start": start,
+        "end": end,
+        "customer_email": customer_email,
+        "updated_since": updated_since,
+        "sort": sort,
     }
     async with get_db(request).read() as s:
         rows, more = split_page(
@@ -143,7 +155,10 @@ async def get_booking(booking_id: str, request: Request, ctx: Reader) -> Respons
 
 @router.post("/bookings/{booking_id}/cancel")
 async def cancel_booking(
-    booking_id: str, request: Request, ctx: Writer, idem: IdemRequired,
+    booking_id: str,
+    request: Request,
+    ctx: Writer,
+    idem: IdemRequired,
     body: BookingCancel | None = None,
 ) -> Response:
     """Cancel a booking; its slot is free at once. Cancelling twice changes nothing."""
@@ -184,8 +199,10 @@ async def update_booking(
 
     async def work(s: AsyncSession) -> Response:
         booking = await svc.update(
-            s, ctx, booking_id, changes=body.model_dump(include=body.model_fields_set,
-                                                        mode="json"),
+            s,
+            ctx,
+            booking_id,
+            changes=body.model_dump(include=body.model_fields_set, mode="json"),
             if_match=if_match,
         )
         return booking_response(booking)
@@ -199,8 +216,14 @@ def _parse_patch(raw: bytes) -> BookingUpdate:
     except ValueError:
         raise ValidationFailed(
             "The request body is not valid JSON.",
-            fields=[{"field": "", "location": "body", "message": "Malformed JSON body.",
-                     "type": "json_invalid"}],
+            fields=[
+                {
+                    "field": "",
+                    "location": "body",
+                    "message": "Malformed JSON body.",
+                    "type": "json_invalid",
+                }
+            ],
         ) from None
     if not isinstance(data, dict):
         raise ValidationFailed(
@@ -209,9 +232,7 @@ def _parse_patch(raw: bytes) -> BookingUpdate:
         )
     immutable = sorted(k for k in data if k in IMMUTABLE_BOOKING_FIELDS)
     if immutable:
-        raise FieldImmutable(
-            "These fields cannot be changed with PATCH.", fields=immutable
-        )
+        raise FieldImmutable("These fields cannot be changed with PATCH.", fields=immutable)
     try:
         return BookingUpdate.model_validate(data)
     except ValidationError as exc:

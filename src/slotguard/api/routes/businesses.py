@@ -38,13 +38,20 @@ def _deleted(object_id: str) -> Response:
 
 
 @router.post("/businesses", status_code=201)
-async def create_business(body: BusinessCreate, request: Request, ctx: Admin, idem: Idem) -> Response:
+async def create_business(
+    body: BusinessCreate, request: Request, ctx: Admin, idem: Idem
+) -> Response:
     """Create a business (a bookable calendar owner)."""
 
     async def work(s: AsyncSession) -> Response:
         biz = await svc.create_business(
-            s, ctx.actor, name=body.name, email=body.email, timezone=body.timezone,
-            rules=body.rules, now=ctx.now,
+            s,
+            ctx.actor,
+            name=body.name,
+            email=body.email,
+            timezone=body.timezone,
+            rules=body.rules,
+            now=ctx.now,
         )
         return envelope.ok(
             convert.business(biz), status=201, headers={"Location": f"/v1/businesses/{biz.id}"}
@@ -64,7 +71,10 @@ async def list_businesses(
         rows, more = split_page(
             list(
                 await svc.repo.list_businesses(
-                    s, ctx.account_id, after=after[0] if after else None, limit=n,
+                    s,
+                    ctx.account_id,
+                    after=after[0] if after else None,
+                    limit=n,
                     only_ids=ctx.actor.allowed_business_ids,
                 )
             ),
@@ -92,7 +102,10 @@ async def update_business(
 
     async def work(s: AsyncSession) -> Response:
         biz = await svc.update_business(
-            s, ctx.actor, business_id, changes=set_fields(body, nullable={"email", "rules"}),
+            s,
+            ctx.actor,
+            business_id,
+            changes=set_fields(body, nullable={"email", "rules"}),
             now=ctx.now,
         )
         return envelope.ok(convert.business(biz))
@@ -144,6 +157,7 @@ async def put_default_rules(body: RulesPatch, request: Request, ctx: Admin, idem
 
 # -- meeting classes ---------------------------------------------------------------------
 
+
 @router.post("/meeting-classes", status_code=201)
 async def create_meeting_class(
     body: MeetingClassCreate, request: Request, ctx: Admin, idem: Idem
@@ -153,7 +167,8 @@ async def create_meeting_class(
     async def work(s: AsyncSession) -> Response:
         mc = await svc.create_meeting_class(s, ctx.actor, fields=body.model_dump(), now=ctx.now)
         return envelope.ok(
-            convert.meeting_class(mc), status=201,
+            convert.meeting_class(mc),
+            status=201,
             headers={"Location": f"/v1/meeting-classes/{mc.name}"},
         )
 
@@ -217,6 +232,7 @@ async def delete_meeting_class(name: str, request: Request, ctx: Admin, idem: Id
 
 # -- busy time ---------------------------------------------------------------------------
 
+
 @router.post("/businesses/{business_id}/busy", status_code=201)
 async def add_busy(
     business_id: str, body: BusyCreate, request: Request, ctx: Admin, idem: Idem
@@ -225,11 +241,18 @@ async def add_busy(
 
     async def work(s: AsyncSession) -> Response:
         busy = await svc.add_busy(
-            s, ctx.actor, business_id, start=body.start, end=body.end, title=body.title,
-            external_id=body.external_id, now=ctx.now,
+            s,
+            ctx.actor,
+            business_id,
+            start=body.start,
+            end=body.end,
+            title=body.title,
+            external_id=body.external_id,
+            now=ctx.now,
         )
         return envelope.ok(
-            convert.busy(busy), status=201,
+            convert.busy(busy),
+            status=201,
             headers={"Location": f"/v1/businesses/{business_id}/busy/{busy.id}"},
         )
 
@@ -253,8 +276,13 @@ async def list_busy(
         rows, more = split_page(
             list(
                 await svc.list_busy(
-                    s, ctx.actor, business_id, start=start, end=end,
-                    after=after[0] if after else None, limit=n,
+                    s,
+                    ctx.actor,
+                    business_id,
+                    start=start,
+                    end=end,
+                    after=after[0] if after else None,
+                    limit=n,
                 )
             ),
             n,

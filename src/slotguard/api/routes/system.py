@@ -28,12 +28,17 @@ async def readyz(request: Request) -> Response:
             await s.execute(text("SELECT 1"))
         current = await current_revision(db.read_engine)
     except Exception as exc:
-        return envelope.error(503, "not_ready", "The database is not reachable.",
-                              {"reason": type(exc).__name__})
+        return envelope.error(
+            503, "not_ready", "The database is not reachable.", {"reason": type(exc).__name__}
+        )
     head = head_revision()
     if current != head:
-        return envelope.error(503, "not_ready", "Database migrations are not current.",
-                              {"current": current, "head": head})
+        return envelope.error(
+            503,
+            "not_ready",
+            "Database migrations are not current.",
+            {"current": current, "head": head},
+        )
     return envelope.ok({"status": "ready", "revision": current})
 
 
