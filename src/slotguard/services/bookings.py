@@ -19,7 +19,7 @@ from slotguard.domain.errors import (
     VersionConflict,
 )
 from slotguard.ids import new_id
-from slotguard.services import audit
+from slotguard.services import audit, events
 from slotguard.services.context import RequestContext
 from slotguard.services.scheduling import (
     Scheduling,
@@ -198,6 +198,7 @@ async def book(
         correlation_id=booking.correlation_id,
         details={"state": snapshot(booking)},
     )
+    await events.booking_event(s, ctx, "booking.created", booking)
     return booking
 
 
@@ -260,6 +261,7 @@ async def cancel(
         correlation_id=booking.correlation_id,
         details={"state": snapshot(booking)},
     )
+    await events.booking_event(s, ctx, "booking.cancelled", booking)
     return booking
 
 
@@ -317,6 +319,7 @@ async def reschedule(
         correlation_id=booking.correlation_id,
         details={"state": snapshot(booking), "previous": old},
     )
+    await events.booking_event(s, ctx, "booking.rescheduled", booking)
     return booking
 
 
@@ -381,6 +384,7 @@ async def update(
         correlation_id=booking.correlation_id,
         details={"state": snapshot(booking), "fields": changed},
     )
+    await events.booking_event(s, ctx, "booking.updated", booking)
     return booking
 
 
