@@ -249,3 +249,93 @@ class AuditEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(40))
     correlation_id: Mapped[str | None] = mapped_column(String(40))
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+# -- side effects: webhook endpoints, the outbox, the delivery log -----------------------
+
+
+class WebhookEndpoint(Base):
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_account", "account_id", "id"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str | None] = mapped_column(String(500))
+    events: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Standard Webhooks secret (whsec_…). Stored as is: the worker must sign with it.
+    secret: Mapped[str] = mapped_column(String(100))
+    # After a rotation the old secret keeps signing too (two signatures) until this instant,
+    # so receivers can switch without rejecting deliveries in between.
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[dt.datetime | None]
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    deleted_at: Mapped[dt.datetime | None]
+
+
+class OutboxMessage(Base):
+    """One side effect to deliver at least once: a webhook to one endpoint, or one email.
+
+    Written in the transaction of the change that causes it. ``next_attempt_at`` is when it
+    may be claimed next; claiming pushes it to the end of the lease, so a row whose worker
+    died becomes claimable again when the lease runs out, with no separate recovery step.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_outbox_account_status", "account_id", "status", "kind"),
+        Index("ix_outbox_booking", "booking_id"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(16))  # webhook | email
+    event_type: Mapped[str] = mapped_column(String(40))
+    # The Standard Webhooks `webhook-id`: the same for every attempt and every endpoint.
+    event_id: Mapped[str] = mapped_column(String(40))
+    endpoint_id: Mapped[str | None] = mapped_column(String(40))
+    booking_id: Mapped[str | None] = mapped_column(String(40))
+    hold_id: Mapped[str | None] = mapped_column(String(40))
+    # Snapshot taken at enqueue time: the webhook event body, or the mail's booking facts.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Email only: recipients already handled, so a retry does not mail them again.
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(12))  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime]
+    locked_by: Mapped[str | None] = mapped_column(String(40))
+    locked_until: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    delivered_at: Mapped[dt.datetime | None]
+
+
+class WebhookDelivery(Base):
+    """One webhook attempt, for the endpoint's delivery log."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+        Index("ix_webhook_deliveries_at", "attempted_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(40))
+    endpoint_id: Mapped[str] = mapped_column(String(40))
+    outbox_id: Mapped[str | None] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(40))
+    attempt: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    response_snippet: Mapped[str | None] = mapped_column(Text)
+    attempted_at: Mapped[dt.datetime]
