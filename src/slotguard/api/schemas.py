@@ -19,6 +19,7 @@ from pydantic import (
 
 from slotguard.domain.errors import ValidationFailed
 from slotguard.domain.rules import EffectiveRules, RuleSource, RulesPatch
+from slotguard.domain.scopes import Scope
 from slotguard.domain.timezones import check_zone_name
 
 ZoneName = Annotated[
@@ -306,3 +307,132 @@ class AuditRead(BaseModel):
     request_id: str | None
     correlation_id: str | None
     details: dict[str, Any]
+
+
+# -- agents and keys ---------------------------------------------------------------------
+
+BusinessId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+AllowedBusinesses = Annotated[
+    Literal["*"] | list[BusinessId],
+    Field(description='"*" for every business of the account, or a list of business ids'),
+]
+
+
+class AgentCreate(Strict):
+    name: Text200
+    scopes: list[Scope] = Field(max_length=50, description="Scopes granted to the agent's keys")
+    allowed_business_ids: AllowedBusinesses
+    default_meeting_class: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="Class used when a request names none"
+    )
+
+
+class AgentUpdate(Strict):
+    name: Text200 | None = None
+    scopes: list[Scope] | None = Field(default=None, max_length=50)
+    allowed_business_ids: AllowedBusinesses | None = None
+    default_meeting_class: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="null clears it (requests then fall back to `default`)"
+    )
+
+
+class AgentRead(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    allowed_business_ids: Literal["*"] | list[str]
+    default_meeting_class: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ApiKeyCreate(Strict):
+    name: Text200 | None = None
+
+
+class ApiKeyRead(BaseModel):
+    id: str
+    agent_id: str | None = Field(description="null for an account (admin) key")
+    name: str | None
+    prefix: str = Field(description="The first characters of the key, to recognise it")
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str | None = Field(
+        description="The secret, in this response only (null in an idempotent replay: "
+        "only a hash of it is stored)"
+    )
+
+
+# -- holds -------------------------------------------------------------------------------
+
+
+class Window(Strict):
+    start: Instant
+    end: Instant
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class HoldCreate(Strict):
+    business_id: str | None = None
+    owner_email: EmailStr | None = None
+    meeting_class: str | None = None
+    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    window: Window | None = Field(
+        default=None, description="Where to look; default now to now + 14 days"
+    )
+    ttl_seconds: int | None = Field(
+        default=None, ge=30, le=3600, description="Hold lifetime; default from the rules"
+    )
+    max_slots: int = Field(default=1, ge=1, le=10)
+    next_available_lookahead_hours: int = Field(default=24, ge=1, le=72, strict=True)
+
+    @model_validator(mode="after")
+    def _target(self) -> HoldCreate:
+        if not self.business_id and not self.owner_email:
+            raise ValueError("business_id or owner_email is required")
+        return self
+
+
+class HoldDecisionRead(BaseModel):
+    hold_id: str
+    expires_at: dt.datetime
+    slots: list[Slot]
+    meeting_class: str
+    decision: Literal["accept", "preempt"]
+    preempted_holds: list[str]
+    preempted_bookings: list[str]
+    warnings: list[dict[str, Any]]
+
+
+class HoldRead(BaseModel):
+    hold_id: str
+    status: Literal["active", "confirmed", "released", "expired", "preempted"]
+    slots: list[Slot]
+    expires_at: dt.datetime
+    meeting_class: str
+    business_id: str
+    booking_id: str | None
+
+
+class HoldConfirm(Strict):
+    start: Instant | None = Field(default=None, description="Which held slot; default the first")
+    title: Annotated[str, StringConstraints(max_length=500)] | None = None
+    description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    attendees: list[Attendee] = Field(default_factory=list, max_length=100)
+    customer_email: EmailStr | None = None
+    customer_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ConfirmRead(BaseModel):
+    booking_id: str
+    correlation_id: str
+    booking: BookingRead

@@ -7,15 +7,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slotguard.domain.arbitration import Caller
 from slotguard.domain.availability import Interval, compute_slots
 from slotguard.domain.errors import ValidationFailed, WindowTooLarge
 from slotguard.services.context import RequestContext
-from slotguard.services.scheduling import (
-    Scheduling,
-    bookings_per_day,
-    load_blockers,
-    load_scheduling,
-)
+from slotguard.services.scheduling import Scheduling, load_occupancy, load_scheduling
 
 DEFAULT_WINDOW = dt.timedelta(days=14)
 MAX_WINDOW = dt.timedelta(days=90)
@@ -73,18 +69,18 @@ async def get_slots(
         extra_buffer_minutes=buffer_minutes,
         interval_minutes=slot_interval_minutes,
     )
-    blockers = await load_blockers(
+    occ = await load_occupancy(
         s, sched.business.id, start=window_start, end=window_end, now=ctx.now
     )
-    per_day = await bookings_per_day(
-        s, sched.business.id, sched.tz, start=window_start, end=window_end
-    )
+    # What a direct booking by this caller would get: lower-priority holds give way (§5),
+    # confirmed bookings do not.
+    caller = Caller(priority=sched.terms.priority, may_preempt_bookings=False)
     slots = compute_slots(
         req,
         window_start=window_start,
         window_end=window_end,
-        blockers=blockers,
-        bookings_per_day=per_day,
+        blockers=occ.blockers(caller, tier="take_holds", now=ctx.now),
+        bookings_per_day=occ.per_day(sched.tz),
         limit=limit,
     )
     return SlotsResult(scheduling=sched, duration=duration, slots=slots)

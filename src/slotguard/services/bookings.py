@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slotguard.domain.arbitration import Caller, Claim
 from slotguard.domain.availability import RejectReason, check_slot
 from slotguard.domain.errors import (
     BookingNotActive,
@@ -16,31 +17,20 @@ from slotguard.domain.errors import (
     NotFound,
     SlotConflict,
     ValidationFailed,
-    VersionConflict,
 )
 from slotguard.ids import new_id
 from slotguard.services import audit, events
-from slotguard.services.context import RequestContext
-from slotguard.services.scheduling import (
-    Scheduling,
-    bookings_per_day,
-    load_blockers,
-    load_scheduling,
+from slotguard.services.bookings_state import (
+    check_if_match,
+    flush_reservations,
+    reservation_for,
+    snapshot,
 )
+from slotguard.services.context import RequestContext
+from slotguard.services.preemption import displace
+from slotguard.services.scheduling import ClassTerms, Scheduling, load_occupancy, load_scheduling
 from slotguard.store import repositories as repo
-from slotguard.store.models import Booking, Reservation
-
-
-def snapshot(b: Booking) -> dict[str, Any]:
-    """The state an audit row records, enough to rebuild the booking from the log alone."""
-    return {
-        "status": b.status,
-        "start_time": b.start_at.isoformat(),
-        "end_time": b.end_at.isoformat(),
-        "version": b.version,
-        "business_id": b.business_id,
-        "meeting_class": b.meeting_class,
-    }
+from slotguard.store.models import Booking
 
 
 def _fail(field: str, message: str) -> ValidationFailed:
@@ -65,7 +55,7 @@ def _rejected(
             action,
             business_id=sched.business.id,
             booking_id=booking_id,
-            meeting_class=sched.meeting_class.name,
+            meeting_class=sched.terms.name,
             decision="reject",
             reason=reason,
             details={"start_time": start.isoformat(), "end_time": end.isoformat()},
@@ -82,10 +72,15 @@ async def _check_time(
     start: dt.datetime,
     end: dt.datetime,
     exclude_booking_id: str | None = None,
-) -> RejectReason | None:
+) -> tuple[RejectReason | None, list[Claim]]:
+    """Check [start, end) for this caller: the reason it fails, or the holds it displaces.
+
+    A direct booking may take the slot of a live hold of strictly lower priority (§5);
+    confirmed bookings always block it.
+    """
     await repo.expire_holds(s, sched.business.id, ctx.now)
     req = sched.slot_request(duration=end - start, now=ctx.now)
-    blockers = await load_blockers(
+    occ = await load_occupancy(
         s,
         sched.business.id,
         start=start,
@@ -93,31 +88,18 @@ async def _check_time(
         now=ctx.now,
         exclude_booking_id=exclude_booking_id,
     )
-    per_day = await bookings_per_day(
-        s,
-        sched.business.id,
-        sched.tz,
-        start=start,
-        end=end,
-        exclude_booking_id=exclude_booking_id,
-    )
-    return check_slot(req, start=start, end=end, blockers=blockers, bookings_per_day=per_day)
-
-
-async def _flush_reservation(s: AsyncSession) -> None:
-    """Flush, turning the database's own overlap verdict (PostgreSQL 23P01) into a 409."""
-    try:
-        async with s.begin_nested():
-            await s.flush()
-    except IntegrityError as exc:
-        if repo.sqlstate_of(exc) == repo.EXCLUSION_VIOLATION:
-            raise SlotConflict(reason="overlaps_booking") from None
-        raise
-
-
-def check_if_match(booking: Booking, if_match: int | None) -> None:
-    if if_match is not None and if_match != booking.version:
-        raise VersionConflict(current_version=booking.version)
+    caller = Caller(priority=sched.terms.priority, may_preempt_bookings=False)
+    per_day = occ.per_day(sched.tz)
+    reason: RejectReason | None = None
+    for tier in ("free", "take_holds"):
+        blockers = occ.blockers(caller, tier=tier, now=ctx.now)
+        reason = check_slot(req, start=start, end=end, blockers=blockers, bookings_per_day=per_day)
+        if reason is None:
+            sacred = sched.rules.sacred_meeting_age_hours
+            return None, occ.displaced(req, start, end, caller, tier=tier, sacred_hours=sacred)
+        if reason not in ("overlaps_hold", "buffer"):
+            break
+    return reason, []
 
 
 async def book(
@@ -151,10 +133,18 @@ async def book(
         raise _fail("end_time", "end_time must be after start_time")
     if start < ctx.now:
         raise _fail("start_time", "start_time is in the past")
-    reason = await _check_time(s, ctx, sched, start=start, end=end)
+    reason, taken = await _check_time(s, ctx, sched, start=start, end=end)
     if reason is not None:
         raise _rejected(ctx, sched, reason, start=start, end=end)
-    mc = sched.meeting_class
+    mc = sched.terms
+    await displace(
+        s,
+        ctx,
+        taken,
+        business_id=sched.business.id,
+        by_meeting_class=mc.name,
+        by_priority=mc.priority,
+    )
     booking = Booking(
         id=new_id("bk"),
         account_id=ctx.account_id,
@@ -185,8 +175,8 @@ async def book(
         key_id=ctx.actor.key_id,
     )
     s.add(booking)
-    s.add(_reservation_for(booking))
-    await _flush_reservation(s)
+    s.add(reservation_for(booking))
+    await flush_reservations(s)
     audit.record(
         s,
         ctx,
@@ -200,22 +190,6 @@ async def book(
     )
     await events.booking_event(s, ctx, "booking.created", booking)
     return booking
-
-
-def _reservation_for(b: Booking) -> Reservation:
-    return Reservation(
-        business_id=b.business_id,
-        kind="booking",
-        booking_id=b.id,
-        hold_id=None,
-        start_at=b.start_at,
-        end_at=b.end_at,
-        priority=b.priority,
-        buffer_before_minutes=b.buffer_before_minutes,
-        buffer_after_minutes=b.buffer_after_minutes,
-        expires_at=None,
-        active=True,
-    )
 
 
 async def get_booking(
@@ -283,14 +257,26 @@ async def reschedule(
         s, ctx, business_id=booking.business_id, meeting_class=None, lock=True
     )
     # Buffers and priority stay those the booking was made with, even if its class changed.
-    sched = _with_booking_class(sched, booking)
+    sched = replace(
+        sched,
+        terms=ClassTerms(
+            name=booking.meeting_class,
+            display_name=sched.terms.display_name,
+            duration_minutes=None,
+            priority=booking.priority,
+            buffer_before_minutes=booking.buffer_before_minutes,
+            buffer_after_minutes=booking.buffer_after_minutes,
+        ),
+    )
     if end is None:
         end = start + (booking.end_at - booking.start_at)
     if end <= start:
         raise _fail("end_time", "end_time must be after start_time")
     if start < ctx.now:
         raise _fail("start_time", "start_time is in the past")
-    reason = await _check_time(s, ctx, sched, start=start, end=end, exclude_booking_id=booking.id)
+    reason, taken = await _check_time(
+        s, ctx, sched, start=start, end=end, exclude_booking_id=booking.id
+    )
     if reason is not None:
         raise _rejected(
             ctx,
@@ -302,12 +288,20 @@ async def reschedule(
             action="booking_rejected",
         )
     old = {"start_time": booking.start_at.isoformat(), "end_time": booking.end_at.isoformat()}
+    await displace(
+        s,
+        ctx,
+        taken,
+        business_id=booking.business_id,
+        by_meeting_class=booking.meeting_class,
+        by_priority=booking.priority,
+    )
     await repo.deactivate_booking_reservation(s, booking.id)
     booking.start_at, booking.end_at = start, end
     booking.version += 1
     booking.updated_at = ctx.now
-    s.add(_reservation_for(booking))
-    await _flush_reservation(s)
+    s.add(reservation_for(booking))
+    await flush_reservations(s)
     audit.record(
         s,
         ctx,
@@ -321,22 +315,6 @@ async def reschedule(
     )
     await events.booking_event(s, ctx, "booking.rescheduled", booking)
     return booking
-
-
-def _with_booking_class(sched: Scheduling, booking: Booking) -> Scheduling:
-    from dataclasses import replace
-
-    from slotguard.store.models import MeetingClass
-
-    mc = MeetingClass(
-        name=booking.meeting_class,
-        display_name=sched.meeting_class.display_name,
-        duration_minutes=None,
-        priority=booking.priority,
-        buffer_before_minutes=booking.buffer_before_minutes,
-        buffer_after_minutes=booking.buffer_after_minutes,
-    )
-    return replace(sched, meeting_class=mc)
 
 
 MUTABLE_FIELDS = ("title", "description", "attendees", "metadata", "customer_name")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slotguard.domain.arbitration import Caller, Claim, Tier, conflicts, displaceable
 from slotguard.domain.availability import Blocker, SlotRequest
 from slotguard.domain.rules import EffectiveRules
 from slotguard.domain.timezones import zone
@@ -25,12 +25,24 @@ from slotguard.services.businesses import (
 )
 from slotguard.services.context import RequestContext
 from slotguard.store import repositories as repo
-from slotguard.store.models import Business, MeetingClass
+from slotguard.store.models import Business
 
 DEFAULT_DURATION_MINUTES = 30
-# Blockers this far outside a window can still reach into it through buffers; rule and class
-# buffers are each capped at a day, so three days covers every combination.
+# Blockers this far outside a window can still reach into it through buffers (rule and class
+# buffers are each capped at a day), and the daily cap needs whole local days around it.
 BLOCKER_MARGIN = dt.timedelta(days=3)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassTerms:
+    """What a request's meeting class contributes: name, title, priority, buffers."""
+
+    name: str
+    display_name: str
+    duration_minutes: int | None
+    priority: int
+    buffer_before_minutes: int
+    buffer_after_minutes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +50,10 @@ class Scheduling:
     business: Business
     tz: ZoneInfo
     rules: EffectiveRules
-    meeting_class: MeetingClass
+    terms: ClassTerms
 
     def duration(self, minutes: int | None) -> dt.timedelta:
-        chosen = minutes or self.meeting_class.duration_minutes or DEFAULT_DURATION_MINUTES
+        chosen = minutes or self.terms.duration_minutes or DEFAULT_DURATION_MINUTES
         return dt.timedelta(minutes=chosen)
 
     def slot_request(
@@ -58,8 +70,8 @@ class Scheduling:
             rules=self.rules,
             duration=duration,
             now=now,
-            buffer_before=dt.timedelta(minutes=gap + self.meeting_class.buffer_before_minutes),
-            buffer_after=dt.timedelta(minutes=gap + self.meeting_class.buffer_after_minutes),
+            buffer_before=dt.timedelta(minutes=gap + self.terms.buffer_before_minutes),
+            buffer_after=dt.timedelta(minutes=gap + self.terms.buffer_after_minutes),
             interval_minutes=interval_minutes
             or self.rules.slot_interval_for(int(duration.total_seconds() // 60)),
         )
@@ -81,10 +93,73 @@ async def load_scheduling(
     account = await get_account(s, ctx.actor)
     rules, _ = effective_rules(account, business)
     mc = await resolve_meeting_class(s, ctx.actor, meeting_class)
-    return Scheduling(business=business, tz=zone(business.timezone), rules=rules, meeting_class=mc)
+    terms = ClassTerms(
+        name=mc.name,
+        display_name=mc.display_name,
+        duration_minutes=mc.duration_minutes,
+        priority=mc.priority,
+        buffer_before_minutes=mc.buffer_before_minutes,
+        buffer_after_minutes=mc.buffer_after_minutes,
+    )
+    return Scheduling(business=business, tz=zone(business.timezone), rules=rules, terms=terms)
 
 
-async def load_blockers(
+@dataclass
+class Occupancy:
+    """Everything that takes time near a window: claims (bookings, held slots) and busy time."""
+
+    claims: list[Claim] = field(default_factory=list)
+    busy: list[Blocker] = field(default_factory=list)
+
+    def blockers(
+        self,
+        caller: Caller | None = None,
+        *,
+        tier: Tier = "free",
+        now: dt.datetime,
+        sacred_hours: int = 0,
+    ) -> list[Blocker]:
+        """The blockers for `caller` at `tier`: claims it may displace are left out."""
+        kept = [
+            c.blocker
+            for c in self.claims
+            if caller is None
+            or not displaceable(c, caller, tier=tier, now=now, sacred_hours=sacred_hours)
+        ]
+        return kept + self.busy
+
+    def displaced(
+        self,
+        req: SlotRequest,
+        start: dt.datetime,
+        end: dt.datetime,
+        caller: Caller,
+        *,
+        tier: Tier,
+        sacred_hours: int,
+    ) -> list[Claim]:
+        """Claims a slot chosen at `tier` takes away from their owners."""
+        return [
+            c
+            for c in self.claims
+            if conflicts(req, start, end, c.blocker)
+            and displaceable(c, caller, tier=tier, now=req.now, sacred_hours=sacred_hours)
+        ]
+
+    def per_day(self, tz: ZoneInfo) -> Counter[dt.date]:
+        """Meetings per local day for the daily cap: bookings, plus each live hold once."""
+        seen: set[tuple[str, dt.date]] = set()
+        counts: Counter[dt.date] = Counter()
+        for c in self.claims:
+            day = c.blocker.start.astimezone(tz).date()
+            if (c.ref, day) in seen:
+                continue
+            seen.add((c.ref, day))
+            counts[day] += 1
+        return counts
+
+
+async def load_occupancy(
     s: AsyncSession,
     business_id: str,
     *,
@@ -93,55 +168,31 @@ async def load_blockers(
     now: dt.datetime,
     exclude_booking_id: str | None = None,
     exclude_hold_id: str | None = None,
-    holds_below_priority_ignored: int | None = None,
-) -> list[Blocker]:
-    """Every booking, live held slot and busy interval that can affect [start, end).
-
-    `holds_below_priority_ignored`: holds of strictly lower priority than this do not block
-    (a higher-priority caller may take them, §5).
-    """
+) -> Occupancy:
     lo, hi = start - BLOCKER_MARGIN, end + BLOCKER_MARGIN
-    blockers: list[Blocker] = []
-    for r in await repo.active_reservations(s, business_id, start=lo, end=hi, now=now):
-        if exclude_booking_id is not None and r.booking_id == exclude_booking_id:
+    occ = Occupancy()
+    for r, booked_at in await repo.active_claims(s, business_id, start=lo, end=hi, now=now):
+        if r.kind == "booking" and r.booking_id == exclude_booking_id:
             continue
-        if exclude_hold_id is not None and r.hold_id == exclude_hold_id:
+        if r.kind == "hold" and r.hold_id == exclude_hold_id:
             continue
-        if (
-            r.kind == "hold"
-            and holds_below_priority_ignored is not None
-            and r.priority < holds_below_priority_ignored
-        ):
-            continue
-        blockers.append(
-            Blocker(
-                start=r.start_at,
-                end=r.end_at,
+        blocker = Blocker(
+            start=r.start_at,
+            end=r.end_at,
+            kind="booking" if r.kind == "booking" else "hold",
+            buffer_before=dt.timedelta(minutes=r.buffer_before_minutes),
+            buffer_after=dt.timedelta(minutes=r.buffer_after_minutes),
+        )
+        ref = r.booking_id if r.kind == "booking" else r.hold_id
+        occ.claims.append(
+            Claim(
+                ref=ref or "",
                 kind="booking" if r.kind == "booking" else "hold",
-                buffer_before=dt.timedelta(minutes=r.buffer_before_minutes),
-                buffer_after=dt.timedelta(minutes=r.buffer_after_minutes),
+                blocker=blocker,
+                priority=r.priority,
+                committed_at=booked_at or now,
             )
         )
     for b_start, b_end in await repo.busy_between(s, business_id, start=lo, end=hi):
-        blockers.append(Blocker(start=b_start, end=b_end, kind="busy"))
-    return blockers
-
-
-async def bookings_per_day(
-    s: AsyncSession,
-    business_id: str,
-    tz: ZoneInfo,
-    *,
-    start: dt.datetime,
-    end: dt.datetime,
-    exclude_booking_id: str | None = None,
-) -> Counter[dt.date]:
-    """Confirmed bookings per local day (business zone) for the days touching [start, end)."""
-    starts: Sequence[dt.datetime] = await repo.booking_starts_between(
-        s,
-        business_id,
-        start=start - dt.timedelta(days=2),
-        end=end + dt.timedelta(days=2),
-        exclude_booking_id=exclude_booking_id,
-    )
-    return Counter(t.astimezone(tz).date() for t in starts)
+        occ.busy.append(Blocker(start=b_start, end=b_end, kind="busy"))
+    return occ

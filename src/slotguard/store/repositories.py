@@ -241,6 +241,30 @@ async def active_reservations(
     ).all()
 
 
+async def active_claims(
+    s: AsyncSession,
+    business_id: str,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+) -> Sequence[tuple[Reservation, dt.datetime | None]]:
+    """Blocking reservations in [start, end) with their booking's creation time (or None)."""
+    rows = await s.execute(
+        select(Reservation, Booking.created_at)
+        .outerjoin(Booking, Booking.id == Reservation.booking_id)
+        .where(
+            Reservation.business_id == business_id,
+            Reservation.active.is_(True),
+            Reservation.start_at < end,
+            Reservation.end_at > start,
+            or_(Reservation.expires_at.is_(None), Reservation.expires_at > now),
+        )
+        .order_by(Reservation.start_at, Reservation.id)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
 async def busy_between(
     s: AsyncSession, business_id: str, *, start: dt.datetime, end: dt.datetime
 ) -> Sequence[tuple[dt.datetime, dt.datetime]]:
