@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from slotguard.api.schemas import (
+    AgentRead,
+    ApiKeyCreated,
+    ApiKeyRead,
     AuditActor,
     AuditRead,
     BookingRead,
@@ -10,7 +13,15 @@ from slotguard.api.schemas import (
     BusyRead,
     MeetingClassRead,
 )
-from slotguard.store.models import AuditEntry, Booking, Business, BusyInterval, MeetingClass
+from slotguard.store.models import (
+    Agent,
+    ApiKey,
+    AuditEntry,
+    Booking,
+    Business,
+    BusyInterval,
+    MeetingClass,
+)
 
 
 def business(b: Business) -> BusinessRead:
@@ -97,3 +108,31 @@ def audit(a: AuditEntry) -> AuditRead:
 
 def etag(version: int) -> str:
     return f'"{version}"'
+
+
+def agent(a: Agent) -> AgentRead:
+    allowed = list(a.allowed_business_ids or [])
+    return AgentRead(
+        id=a.id,
+        name=a.name,
+        scopes=list(a.scopes or []),
+        allowed_business_ids="*" if "*" in allowed else allowed,
+        default_meeting_class=a.default_meeting_class,
+        created_at=a.created_at,
+        updated_at=a.updated_at,
+    )
+
+
+def api_key(k: ApiKey) -> ApiKeyRead:
+    return ApiKeyRead(
+        id=k.id,
+        agent_id=k.agent_id,
+        name=k.name,
+        prefix=k.prefix,
+        created_at=k.created_at,
+        revoked_at=k.revoked_at,
+    )
+
+
+def api_key_created(k: ApiKey, secret: str | None) -> ApiKeyCreated:
+    return ApiKeyCreated(**api_key(k).model_dump(), key=secret)
