@@ -192,7 +192,7 @@ async def test_slots_hide_busy_bookings_and_buffers(tenant: Tenant) -> None:
         },
     )
     day = future_day(9)
-    paris = dt.timezone(dt.timedelta(hours=1))  # November–March: CET
+    paris = dt.timezone(dt.timedelta(hours=1))  # November to March: CET
     local = day.astimezone(paris).replace(hour=0)
     nine = local.replace(hour=9)
     params = {
@@ -207,7 +207,7 @@ async def test_slots_hide_busy_bookings_and_buffers(tenant: Tenant) -> None:
     assert d["timezone"] == "Europe/Paris" and d["duration_minutes"] == 60
     starts = [s["start"] for s in d["slots"]]
     assert starts == [
-        "%sT%s:00+01:00" % (nine.date(), t)
+        f"{nine.date()}T{t}:00+01:00"
         for t in ("09:00", "09:30", "10:00", "10:30", "11:00", "14:00", "14:30", "15:00")
     ]
     # A booking 10:00-11:00 and busy 14:30-15:00; 15 extra minutes of gap for this query.
