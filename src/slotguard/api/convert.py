@@ -67,7 +67,7 @@ def booking(b: Booking) -> BookingRead:
         id=b.id,
         business_id=b.business_id,
         meeting_class=b.meeting_class,
-        status=b.status,  # type: ignore[arg-type]
+        status=b.status,
         start_time=b.start_at,
         end_time=b.end_at,
         title=b.title,

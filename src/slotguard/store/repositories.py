@@ -64,9 +64,10 @@ async def find_key_by_hash(s: AsyncSession, key_hash: str) -> tuple[ApiKey, Agen
 
 
 async def get_key(s: AsyncSession, account_id: str, key_id: str) -> ApiKey | None:
-    return await s.scalar(
+    found: ApiKey | None = await s.scalar(
         select(ApiKey).where(ApiKey.id == key_id, ApiKey.account_id == account_id)
     )
+    return found
 
 
 async def list_agent_keys(s: AsyncSession, account_id: str, agent_id: str) -> Sequence[ApiKey]:
@@ -80,11 +81,12 @@ async def list_agent_keys(s: AsyncSession, account_id: str, agent_id: str) -> Se
 
 
 async def get_agent(s: AsyncSession, account_id: str, agent_id: str) -> Agent | None:
-    return await s.scalar(
+    found: Agent | None = await s.scalar(
         select(Agent).where(
             Agent.id == agent_id, Agent.account_id == account_id, Agent.deleted_at.is_(None)
         )
     )
+    return found
 
 
 async def list_agents(
@@ -112,13 +114,17 @@ def _live_business(account_id: str) -> Select[tuple[Business]]:
 
 
 async def get_business(s: AsyncSession, account_id: str, business_id: str) -> Business | None:
-    return await s.scalar(_live_business(account_id).where(Business.id == business_id))
+    found: Business | None = await s.scalar(
+        _live_business(account_id).where(Business.id == business_id)
+    )
+    return found
 
 
 async def get_business_by_email(s: AsyncSession, account_id: str, email: str) -> Business | None:
-    return await s.scalar(
+    found: Business | None = await s.scalar(
         _live_business(account_id).where(func.lower(Business.email) == email.lower())
     )
+    return found
 
 
 async def lock_business(s: AsyncSession, account_id: str, business_id: str) -> Business | None:
@@ -128,12 +134,13 @@ async def lock_business(s: AsyncSession, account_id: str, business_id: str) -> B
     daily-cap checks (which the exclusion constraint cannot express) see a stable state.
     On SQLite FOR UPDATE is ignored; BEGIN IMMEDIATE already serialises all writers.
     """
-    return await s.scalar(
+    found: Business | None = await s.scalar(
         _live_business(account_id)
         .where(Business.id == business_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+    return found
 
 
 async def list_businesses(
@@ -153,9 +160,10 @@ async def list_businesses(
 
 
 async def get_meeting_class(s: AsyncSession, account_id: str, name: str) -> MeetingClass | None:
-    return await s.scalar(
+    found: MeetingClass | None = await s.scalar(
         select(MeetingClass).where(MeetingClass.account_id == account_id, MeetingClass.name == name)
     )
+    return found
 
 
 async def list_meeting_classes(
@@ -190,11 +198,12 @@ async def list_busy(
 
 
 async def get_busy(s: AsyncSession, business_id: str, busy_id: str) -> BusyInterval | None:
-    return await s.scalar(
+    found: BusyInterval | None = await s.scalar(
         select(BusyInterval).where(
             BusyInterval.business_id == business_id, BusyInterval.id == busy_id
         )
     )
+    return found
 
 
 # -- reservations ------------------------------------------------------------------------
@@ -323,7 +332,8 @@ async def get_booking(
     q = select(Booking).where(Booking.id == booking_id, Booking.account_id == account_id)
     if for_update:
         q = q.with_for_update().execution_options(populate_existing=True)
-    return await s.scalar(q)
+    found: Booking | None = await s.scalar(q)
+    return found
 
 
 async def list_bookings(
@@ -368,18 +378,20 @@ async def get_hold(
     q = select(Hold).where(Hold.id == hold_id, Hold.account_id == account_id)
     if for_update:
         q = q.with_for_update().execution_options(populate_existing=True)
-    return await s.scalar(q)
+    found: Hold | None = await s.scalar(q)
+    return found
 
 
 # -- idempotency -------------------------------------------------------------------------
 
 
 async def get_idempotency_key(s: AsyncSession, account_id: str, key: str) -> IdempotencyKey | None:
-    return await s.scalar(
+    found: IdempotencyKey | None = await s.scalar(
         select(IdempotencyKey)
         .where(IdempotencyKey.account_id == account_id, IdempotencyKey.key == key)
         .execution_options(populate_existing=True)
     )
+    return found
 
 
 async def insert_idempotency_key(s: AsyncSession, row: IdempotencyKey) -> bool:

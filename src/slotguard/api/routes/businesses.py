@@ -25,6 +25,7 @@ from slotguard.api.schemas import (
 from slotguard.domain.rules import RulesPatch
 from slotguard.services import businesses as svc
 from slotguard.services.context import RequestContext
+from slotguard.store import repositories as repo
 
 router = APIRouter(prefix="/v1")
 
@@ -70,7 +71,7 @@ async def list_businesses(
     async with get_db(request).read() as s:
         rows, more = split_page(
             list(
-                await svc.repo.list_businesses(
+                await repo.list_businesses(
                     s,
                     ctx.account_id,
                     after=after[0] if after else None,
@@ -185,7 +186,7 @@ async def list_meeting_classes(
     async with get_db(request).read() as s:
         rows, more = split_page(
             list(
-                await svc.repo.list_meeting_classes(
+                await repo.list_meeting_classes(
                     s, ctx.account_id, after=after[0] if after else None, limit=n
                 )
             ),
