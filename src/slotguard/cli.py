@@ -147,3 +147,65 @@ def create_key(
         typer.echo(f"no such account: {account}", err=True)
         raise typer.Exit(code=1)
     typer.echo(f"admin key (shown once): {raw}")
+
+
+# -- outbox (side effects) ---------------------------------------------------------------
+
+outbox_cli = typer.Typer(
+    help="The outbox of side effects (webhooks, emails).", no_args_is_help=True
+)
+app.add_typer(outbox_cli, name="outbox")
+
+
+@outbox_cli.command("retry-dead")
+def outbox_retry_dead(
+    kind: Annotated[str | None, typer.Option(help="Only this kind: webhook or email")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account (acct_…)")] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Only this webhook endpoint (whe_…)")] = None,
+) -> None:
+    """Give dead messages a fresh set of attempts, starting now."""
+    from slotguard.store import outbox_repo
+
+    if kind is not None and kind not in outbox_repo.KINDS:
+        typer.echo(f"--kind must be one of: {', '.join(outbox_repo.KINDS)}", err=True)
+        raise typer.Exit(code=2)
+
+    async def run() -> int:
+        settings = get_settings()
+        db = Database.connect(settings.database_url, pool_size=1)
+        try:
+            async with db.write() as s:
+                return await outbox_repo.retry_dead(
+                    s, now=_now(), account_id=account, kind=kind, endpoint_id=endpoint
+                )
+        finally:
+            await db.dispose()
+
+    upgrade_to_head(get_settings().database_url)
+    count = asyncio.run(run())
+    typer.echo(f"{count} dead message(s) scheduled for delivery")
+
+
+@outbox_cli.command("stats")
+def outbox_stats(
+    account: Annotated[str | None, typer.Option(help="Only this account (acct_…)")] = None,
+) -> None:
+    """Pending, retrying, in-flight and dead messages per kind."""
+    from slotguard.store import outbox_repo
+
+    async def run() -> dict[str, outbox_repo.KindStats]:
+        settings = get_settings()
+        db = Database.connect(settings.database_url, pool_size=1)
+        try:
+            async with db.read() as s:
+                return await outbox_repo.stats(s, account_id=account, now=_now())
+        finally:
+            await db.dispose()
+
+    upgrade_to_head(get_settings().database_url)
+    for kind, k in asyncio.run(run()).items():
+        oldest = k.oldest_due_at.isoformat() if k.oldest_due_at else "-"
+        typer.echo(
+            f"{kind:8} pending={k.pending} retrying={k.retrying} in_flight={k.in_flight} "
+            f"dead={k.dead} oldest_due={oldest}"
+        )

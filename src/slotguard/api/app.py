@@ -10,7 +10,17 @@ from fastapi import FastAPI
 
 from slotguard.api import errors
 from slotguard.api.middleware import RequestMiddleware
-from slotguard.api.routes import agents, audit, availability, bookings, businesses, holds, system
+from slotguard.api.routes import (
+    agents,
+    audit,
+    availability,
+    bookings,
+    businesses,
+    holds,
+    outbox,
+    system,
+    webhooks,
+)
 from slotguard.config import Settings, get_settings
 from slotguard.effects import worker
 from slotguard.logs import configure_logging
@@ -54,7 +64,17 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         app.state.db = db
         app.state.settings = settings
     errors.install(app)
-    for module in (system, businesses, availability, holds, bookings, audit, agents):
+    for module in (
+        system,
+        businesses,
+        availability,
+        holds,
+        bookings,
+        audit,
+        agents,
+        webhooks,
+        outbox,
+    ):
         app.include_router(module.router)
     app.add_middleware(RequestMiddleware)
     return app

@@ -12,6 +12,7 @@ import json
 import random
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -113,7 +114,7 @@ async def deliver(
     client: httpx.AsyncClient,
     *,
     url: str,
-    secret: str,
+    secret: str | Sequence[str],
     msg_id: str,
     payload: dict[str, Any],
     now: datetime,
@@ -123,14 +124,21 @@ async def deliver(
 
     ``msg_id`` is the event id: it stays the same on every retry so receivers can de-duplicate.
     ``total_timeout`` bounds the whole attempt; the client's own timeouts bound each phase.
+    Several secrets (during a rotation) give one signature each, space-separated, as the
+    Standard Webhooks spec allows; a receiver accepts the delivery if any of them verifies.
     """
     body = encode_payload(payload)
     timestamp = _as_utc(now, "now")
+    secrets_ = [secret] if isinstance(secret, str) else list(secret)
+    if not secrets_:
+        raise ValueError("at least one secret is needed")
     headers = {
         "content-type": "application/json",
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, timestamp, body),
+        "webhook-signature": " ".join(
+            Webhook(each).sign(msg_id, timestamp, body) for each in secrets_
+        ),
     }
     started = time.perf_counter()
 

@@ -1,7 +1,8 @@
-"""The background worker: housekeeping now; hold expiry and the outbox plug in here.
+"""The background worker: outbox delivery, hold expiry, housekeeping.
 
 Runs embedded in `slotguard serve` (one per API process) or alone as `slotguard worker`.
-Every job is safe to run in several processes at once.
+Every job is safe to run in several processes at once: the outbox claims rows with leases
+(`effects/outbox.py`), the hold sweeper and the purges are idempotent updates.
 """
 
 from __future__ import annotations
@@ -10,17 +11,29 @@ import asyncio
 import contextlib
 import datetime as dt
 import signal
+from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
+from typing import Any
 
 import structlog
 
-from slotguard.config import Settings
+from slotguard.config import Settings, get_settings
+from slotguard.effects.email import MailDeliveryError, MailSender, mail_sender_from_settings
+from slotguard.effects.netguard import make_webhook_client
+from slotguard.effects.outbox import WEBHOOK_TIMEOUT_S, OutboxSettings, OutboxWorker
+from slotguard.store import outbox_repo
 from slotguard.store import repositories as repo
 from slotguard.store.db import Database
 
 log = structlog.get_logger("slotguard.worker")
 
 IDEMPOTENCY_RETENTION = dt.timedelta(hours=24)
+DELIVERED_OUTBOX_RETENTION = dt.timedelta(days=7)
+DELIVERY_LOG_RETENTION = dt.timedelta(days=30)
 PURGE_EVERY_S = 600.0
+SWEEP_HOLDS_EVERY_S = 5.0
+
+HoldSweeper = Callable[[Database, dt.datetime], Awaitable[Any]]
 
 
 async def purge_idempotency_keys(db: Database, now: dt.datetime) -> int:
@@ -28,21 +41,103 @@ async def purge_idempotency_keys(db: Database, now: dt.datetime) -> int:
         return await repo.purge_idempotency_keys(s, completed_before=now - IDEMPOTENCY_RETENTION)
 
 
-async def run(db: Database, stop: asyncio.Event) -> None:
-    """Loop until `stop` is set; each job catches its own failures and goes on."""
-    next_purge = 0.0
-    loop = asyncio.get_running_loop()
+async def purge_outbox(db: Database, now: dt.datetime) -> tuple[int, int]:
+    """Drop delivered messages and old delivery log rows (dead messages stay for operators)."""
+    async with db.write() as s:
+        messages = await outbox_repo.purge_delivered(s, before=now - DELIVERED_OUTBOX_RETENTION)
+        deliveries = await outbox_repo.purge_deliveries(s, before=now - DELIVERY_LOG_RETENTION)
+    return messages, deliveries
+
+
+def hold_sweeper() -> HoldSweeper | None:
+    """`services.holds.sweep_expired_holds`, once the holds service provides it."""
+    try:
+        from slotguard.services import holds
+    except ImportError:
+        return None
+    sweeper: HoldSweeper | None = getattr(holds, "sweep_expired_holds", None)
+    return sweeper
+
+
+class _UnusableMailer:
+    """Stands in when `SLOTGUARD_SMTP_URL` cannot be parsed: mails wait in the outbox
+    (retried on the schedule) instead of being dropped or merely logged."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    async def send(self, msg: EmailMessage) -> None:
+        raise MailDeliveryError(f"SLOTGUARD_SMTP_URL is not usable: {self.problem}")
+
+
+def mailer_from_settings(settings: Settings) -> MailSender:
+    try:
+        return mail_sender_from_settings(settings.smtp_url)
+    except ValueError as exc:
+        log.error("smtp_url_invalid", error=str(exc))
+        return _UnusableMailer(str(exc))
+
+
+async def _every(
+    stop: asyncio.Event, period_s: float, name: str, job: Callable[[], Awaitable[None]]
+) -> None:
+    """Run `job` now and then every `period_s` until `stop`; failures are logged, not fatal."""
     while not stop.is_set():
-        if loop.time() >= next_purge:
-            try:
-                purged = await purge_idempotency_keys(db, dt.datetime.now(dt.UTC))
-                if purged:
-                    log.info("idempotency_keys_purged", count=purged)
-            except Exception:
-                log.exception("idempotency_purge_failed")
-            next_purge = loop.time() + PURGE_EVERY_S
+        try:
+            await job()
+        except Exception:
+            log.exception(f"{name}_failed")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=1.0)
+            await asyncio.wait_for(stop.wait(), timeout=period_s)
+
+
+async def run(
+    db: Database,
+    stop: asyncio.Event,
+    *,
+    settings: Settings | None = None,
+    outbox_settings: OutboxSettings | None = None,
+    mailer: MailSender | None = None,
+) -> None:
+    """Loop until `stop` is set, then let the outbox finish or release what it holds."""
+    settings = settings or get_settings()
+    outbox_settings = outbox_settings or OutboxSettings()
+    mailer = mailer or mailer_from_settings(settings)
+
+    async def purge() -> None:
+        now = dt.datetime.now(dt.UTC)
+        purged = await purge_idempotency_keys(db, now)
+        if purged:
+            log.info("idempotency_keys_purged", count=purged)
+        messages, deliveries = await purge_outbox(db, now)
+        if messages or deliveries:
+            log.info("outbox_purged", messages=messages, deliveries=deliveries)
+
+    jobs = [_every(stop, PURGE_EVERY_S, "purge", purge)]
+    sweeper = hold_sweeper()
+    if sweeper is not None:
+        sweep = sweeper
+
+        async def sweep_holds() -> None:
+            await sweep(db, dt.datetime.now(dt.UTC))
+
+        jobs.append(_every(stop, SWEEP_HOLDS_EVERY_S, "hold_sweep", sweep_holds))
+    else:
+        log.warning("hold_sweeper_unavailable")
+
+    async with make_webhook_client(
+        allow_private=settings.allow_private_webhooks, timeout=WEBHOOK_TIMEOUT_S
+    ) as http:
+        outbox = OutboxWorker(
+            db,
+            http=http,
+            mailer=mailer,
+            email_from=settings.email_from,
+            settings=outbox_settings,
+        )
+        log.info("worker_started", worker=outbox.worker_id, hold_sweeper=sweeper is not None)
+        await asyncio.gather(outbox.run(stop), *jobs)
+        log.info("worker_stopped", worker=outbox.worker_id, delivered=outbox.delivered)
 
 
 async def run_forever(settings: Settings) -> None:
@@ -54,6 +149,6 @@ async def run_forever(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await run(db, stop)
+        await run(db, stop, settings=settings)
     finally:
         await db.dispose()
