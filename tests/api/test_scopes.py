@@ -97,11 +97,16 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/agents/{agent_id}/keys", ADMIN),
     Row("GET", "/v1/keys/{key_id}", ADMIN),
     Row("DELETE", "/v1/keys/{key_id}", ADMIN),
-    # holds, once their routes exist:
-    # Row("POST", "/v1/availability", "holds:write", {...}),
-    # Row("GET", "/v1/holds/{hold_id}", "holds:write", succeeds=False),
-    # Row("DELETE", "/v1/holds/{hold_id}", "holds:write", succeeds=False),
-    # Row("POST", "/v1/bookings/{hold_id}/confirm", "bookings:write", {}, succeeds=False),
+    # holds
+    Row(
+        "POST",
+        "/v1/availability",
+        "holds:write",
+        {"business_id": "{business_id}", "window": {"start": "{t_hold}", "end": "{t_hold_end}"}},
+    ),
+    Row("GET", "/v1/holds/{hold_id}", "holds:write"),
+    Row("DELETE", "/v1/holds/{hold_id}", "holds:write"),
+    Row("POST", "/v1/bookings/{missing_hold_id}/confirm", "bookings:write", {}, succeeds=False),
 ]
 SCOPED = [row for row in MATRIX if row.scope is not None]
 
@@ -124,6 +129,15 @@ async def build_world(t: Tenant) -> dict[str, str]:
         headers=t.headers(),
     )
     assert mc.status_code == 201, mc.text
+    held = await t.client.post(
+        "/v1/availability",
+        json={
+            "business_id": biz["id"],
+            "window": {"start": iso(day + 17 * H), "end": iso(day + 18 * H)},
+        },
+        headers=t.headers(),
+    )
+    assert held.status_code == 200, held.text
     target = await make_agent(t, scopes=["bookings:read"], name="target")
     target_key = await make_key(t, target["id"])
     return {
@@ -133,7 +147,10 @@ async def build_world(t: Tenant) -> dict[str, str]:
         "class_name": "extra",
         "agent_id": target["id"],
         "key_id": target_key["id"],
-        "hold_id": "hld_01aaaaaaaaaaaaaaaaaaaaaaaa",
+        "hold_id": held.json()["data"]["hold_id"],
+        "missing_hold_id": "hld_01aaaaaaaaaaaaaaaaaaaaaaaa",
+        "t_hold": iso(day + 15 * H),
+        "t_hold_end": iso(day + 16 * H),
         "t_book": iso(day + 11 * H),
         "t_book_end": iso(day + 11 * H + H / 2),
         "t_move": iso(day + 13 * H),
