@@ -11,7 +11,7 @@ DEFAULT_DATABASE_URL = "sqlite:///./slotguard.db"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
@@ -32,6 +32,9 @@ class Settings(BaseSettings):
         default=30.0, validation_alias="SLOTGUARD_SQLITE_BUSY_TIMEOUT"
     )
     db_pool_size: int = Field(default=10, validation_alias="SLOTGUARD_DB_POOL_SIZE")
+    # Requests per API key, in `limits` notation ("600/minute"); unset = no limit. Counted
+    # per server process.
+    rate_limit: str | None = Field(default=None, validation_alias="SLOTGUARD_RATE_LIMIT")
     # Run the background worker (hold-expiry sweeper, outbox) inside `serve`.
     embedded_worker: bool = Field(default=True, validation_alias="SLOTGUARD_EMBEDDED_WORKER")
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from slotguard.api import errors
 from slotguard.api.middleware import RequestMiddleware
+from slotguard.api.ratelimit import limiter_from_spec
 from slotguard.api.routes import (
     agents,
     audit,
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         description="Self-hosted scheduling API: a slot is never booked twice.",
         lifespan=lifespan,
     )
+    app.state.rate_limiter = limiter_from_spec(settings.rate_limit)
     if db is not None:
         app.state.db = db
         app.state.settings = settings

@@ -36,6 +36,9 @@ async def authenticate(request: Request) -> Actor:
     # the index lookup cannot be turned into a key oracle.
     if not keys.matches(raw, key.key_hash) or key.revoked_at is not None:
         raise unauthorized()
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        await limiter.check(request, key.id)
     if key.agent_id is None:
         return Actor(account_id=key.account_id, key_id=key.id)
     if agent is None or agent.deleted_at is not None:

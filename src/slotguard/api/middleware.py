@@ -52,6 +52,9 @@ class RequestMiddleware:
                 # A replayed idempotent response keeps the request id of its body.
                 if "x-request-id" not in headers:
                     headers["X-Request-Id"] = rid
+                for name, value in scope["state"].get("rate_limit_headers", {}).items():
+                    if name.lower() not in headers:
+                        headers[name] = value
             await send(message)
 
         async def reply(status_code: int, code: str, message: str) -> None:
