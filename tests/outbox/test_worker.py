@@ -13,11 +13,17 @@ import json
 import time
 from typing import Any
 
+import pytest
+from sqlalchemy import update
 from standardwebhooks import Webhook
 
+from slotguard.config import Settings
+from slotguard.effects import worker as worker_module
+from slotguard.effects.email import MemoryMailSender
 from slotguard.effects.webhooks import MAX_ATTEMPTS
 from slotguard.store import outbox_repo
 from slotguard.store.db import Database
+from slotguard.store.models import Hold, Reservation
 from tests.conftest import Tenant
 
 from .conftest import (
@@ -26,6 +32,7 @@ from .conftest import (
     book,
     deliveries,
     future_day,
+    iso,
     make_business,
     make_endpoint,
     make_worker,
@@ -359,3 +366,52 @@ async def test_running_worker_delivers_within_a_second(
             await task
     assert max(delays) < 1.0, delays
     assert worker.delivered == 5
+
+
+async def test_embedded_worker_delivers_and_reports_expired_holds(
+    otenant: Tenant, receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`worker.run` as `serve` embeds it: on PostgreSQL on its own thread and loop."""
+    monkeypatch.setattr(worker_module, "SWEEP_HOLDS_EVERY_S", 0.2)
+    biz, ep = await _setup(otenant, receiver, events=["booking.created", "hold.expired"])
+    settings = Settings.model_validate(
+        {"DATABASE_URL": otenant.store.url, "SLOTGUARD_ALLOW_PRIVATE_WEBHOOKS": True}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        worker_module.run(otenant.store.db, stop, settings=settings, mailer=MemoryMailSender())
+    )
+
+    async def arrived(event_type: str) -> dict[str, Any]:
+        for _ in range(250):
+            for req in receiver.requests:
+                body: dict[str, Any] = json.loads(req.body)
+                if body["type"] == event_type:
+                    verify(ep["secret"], req)
+                    return body
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no {event_type} webhook arrived")
+
+    try:
+        start = future_day() + 9 * H
+        b = await book(otenant, biz["id"], start, customer_email=None)
+        assert (await arrived("booking.created"))["data"]["id"] == b["id"]
+        r = await otenant.client.post(
+            "/v1/availability",
+            json={"business_id": biz["id"], "duration_minutes": 30, "ttl_seconds": 30,
+                  "window": {"start": iso(start + H), "end": iso(start + 2 * H)}},
+            headers=otenant.headers(),
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        hold_id = r.json()["data"]["hold_id"]
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        async with otenant.store.db.write() as s:
+            await s.execute(update(Hold).where(Hold.id == hold_id).values(expires_at=past))
+            await s.execute(
+                update(Reservation).where(Reservation.hold_id == hold_id).values(expires_at=past)
+            )
+        expired = await arrived("hold.expired")
+        assert expired["data"]["hold_id"] == hold_id and expired["data"]["status"] == "expired"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)

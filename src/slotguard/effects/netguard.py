@@ -16,9 +16,11 @@ off for development; the scheme and host checks stay.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
@@ -26,6 +28,13 @@ from typing import Final
 
 import httpcore
 import httpx
+
+# httpcore imports `sniffio` on every request to learn which async library runs it. When the
+# package is absent (anyio 4 no longer pulls it in), each of those imports fails only after
+# scanning sys.path, which cost the outbox worker a quarter of its CPU. A None entry in
+# sys.modules makes the import fail at once; httpcore then assumes asyncio, as it would.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 __all__ = [
     "IPAddress",
@@ -268,7 +277,10 @@ class _VettedTransport(httpx.AsyncHTTPTransport):
         self, *, backend: httpcore.AsyncNetworkBackend, verify: ssl.SSLContext | bool
     ) -> None:
         ssl_context = httpx.create_ssl_context(verify=verify)
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        # Keep-alive for as many connections as may be open: the outbox worker runs dozens
+        # of deliveries at once, and closing and reopening connections beyond a smaller
+        # keep-alive pool cost more than the requests themselves.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         super().__init__(verify=ssl_context, limits=limits)
         # httpx offers no public way to choose httpcore's network backend, so the pool is
         # rebuilt with the same settings plus ours (tests cover that connections go through it).

@@ -20,10 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, case, delete, func, select, update
+from sqlalchemy import Select, Table, and_, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.store.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
+from slotguard.store.types import JSONType, UTCDateTime
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 KINDS = ("webhook", "email")
@@ -83,15 +84,6 @@ async def list_endpoints(
     return (await s.scalars(q.order_by(WebhookEndpoint.id).limit(limit + 1))).all()
 
 
-async def endpoints_by_id(s: AsyncSession, ids: Iterable[str]) -> dict[str, WebhookEndpoint]:
-    """Endpoints by id, deleted ones included (the worker decides what to do with those)."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    rows = (await s.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(wanted)))).all()
-    return {e.id: e for e in rows}
-
-
 async def disable_endpoint(
     s: AsyncSession, endpoint_id: str, *, reason: str, now: dt.datetime
 ) -> None:
@@ -146,29 +138,29 @@ async def claim_due(
     limit: int,
     owner: str,
     lease_until: dt.datetime,
-) -> list[OutboxMessage]:
-    """Lease up to `limit` due messages to `owner` (oldest due first); attempts + 1 each.
+) -> list[tuple[OutboxMessage, WebhookEndpoint | None]]:
+    """Lease up to `limit` due messages to `owner` (oldest due first), with their endpoint.
 
     The attempt is counted at claim time, so a message whose delivery kills its worker
-    every time still reaches its last attempt instead of looping forever.
+    every time still reaches its last attempt instead of looping forever. Two statements
+    whatever the batch size: the locking select (endpoint joined in) and one update.
     """
-    rows = list(
-        (
-            await s.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
-                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-                .execution_options(populate_existing=True)
-            )
-        ).all()
-    )
+    rows = (
+        await s.execute(
+            select(OutboxMessage, WebhookEndpoint)
+            .outerjoin(WebhookEndpoint, WebhookEndpoint.id == OutboxMessage.endpoint_id)
+            .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=OutboxMessage)
+            .execution_options(populate_existing=True)
+        )
+    ).all()
     if not rows:
         return []
     await s.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_([r.id for r in rows]))
+        .where(OutboxMessage.id.in_([message.id for message, _ in rows]))
         .values(
             attempts=OutboxMessage.attempts + 1,
             locked_by=owner,
@@ -178,10 +170,13 @@ async def claim_due(
         )
         .execution_options(synchronize_session=False)
     )
-    for r in rows:
-        r.attempts += 1
-        r.locked_by, r.locked_until, r.next_attempt_at = owner, lease_until, lease_until
-    return rows
+    claimed = []
+    for message, endpoint in rows:
+        message.attempts += 1
+        message.locked_by, message.locked_until = owner, lease_until
+        message.next_attempt_at = lease_until
+        claimed.append((message, endpoint))
+    return claimed
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +189,54 @@ class Outcome:
     last_error: str | None
     progress: dict[str, Any] | None = None
     delivered_at: dt.datetime | None = None
+
+
+_OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
+_RECORD = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("b_id"), _OUTBOX.c.locked_by == bindparam("b_owner"))
+    .values(
+        status=bindparam("b_status"),
+        next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+        locked_by=None,
+        locked_until=None,
+        last_error=bindparam("b_error"),
+        progress=bindparam("b_progress", type_=JSONType),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+        delivered_at=bindparam("b_delivered", type_=UTCDateTime()),
+    )
+)
+
+
+async def record_outcomes(
+    s: AsyncSession,
+    outcomes: Sequence[tuple[Outcome, dict[str, Any]]],
+    *,
+    owner: str,
+    now: dt.datetime,
+) -> None:
+    """Write back outcomes in one batched statement, each only where `owner` still holds
+    the lease (a message whose lease ran out belongs to whoever claimed it next).
+
+    Each outcome comes with the message's current `progress`, kept when it has none.
+    """
+    if not outcomes:
+        return
+    params = [
+        {
+            "b_id": o.message_id,
+            "b_owner": owner,
+            "b_status": o.status,
+            "b_next": o.next_attempt_at,
+            "b_error": o.last_error,
+            "b_progress": o.progress if o.progress is not None else progress,
+            "b_now": now,
+            "b_delivered": o.delivered_at,
+        }
+        for o, progress in outcomes
+    ]
+    conn = await s.connection()
+    await conn.execute(_RECORD, params)
 
 
 async def record_outcome(
