@@ -8,11 +8,14 @@ from slotguard.api.schemas import (
     ApiKeyRead,
     AuditActor,
     AuditRead,
+    BookingCreate,
     BookingRead,
     BusinessRead,
     BusyRead,
+    HoldConfirm,
     MeetingClassRead,
 )
+from slotguard.services.bookings_state import BookingDetails
 from slotguard.store.models import (
     Agent,
     ApiKey,
@@ -136,3 +139,15 @@ def api_key(k: ApiKey) -> ApiKeyRead:
 
 def api_key_created(k: ApiKey, secret: str | None) -> ApiKeyCreated:
     return ApiKeyCreated(**api_key(k).model_dump(), key=secret)
+
+
+def booking_details(body: BookingCreate | HoldConfirm) -> BookingDetails:
+    """The descriptive fields a new booking takes from a create or confirm body."""
+    return BookingDetails(
+        title=body.title,
+        description=body.description,
+        customer_email=body.customer_email,
+        customer_name=body.customer_name,
+        attendees=[a.model_dump(exclude_none=True) for a in body.attendees],
+        metadata=body.metadata,
+    )

@@ -18,11 +18,12 @@ from slotguard.domain.errors import (
     SlotConflict,
     ValidationFailed,
 )
-from slotguard.ids import new_id
 from slotguard.services import audit, events
 from slotguard.services.bookings_state import (
+    BookingDetails,
     check_if_match,
     flush_reservations,
+    new_booking,
     reservation_for,
     snapshot,
 )
@@ -111,12 +112,7 @@ async def book(
     start: dt.datetime,
     end: dt.datetime | None,
     meeting_class: str | None,
-    title: str | None,
-    description: str | None,
-    customer_email: str | None,
-    customer_name: str | None,
-    attendees: list[dict[str, Any]],
-    metadata: dict[str, str],
+    details: BookingDetails,
 ) -> Booking:
     """One-step booking: every rule re-checked atomically, then the booking is written."""
     sched = await load_scheduling(
@@ -145,34 +141,16 @@ async def book(
         by_meeting_class=mc.name,
         by_priority=mc.priority,
     )
-    booking = Booking(
-        id=new_id("bk"),
-        account_id=ctx.account_id,
+    booking = new_booking(
+        ctx,
         business_id=sched.business.id,
         meeting_class=mc.name,
+        default_title=mc.display_name,
         priority=mc.priority,
-        buffer_before_minutes=mc.buffer_before_minutes,
-        buffer_after_minutes=mc.buffer_after_minutes,
-        status="confirmed",
-        start_at=start,
-        end_at=end,
-        title=title or mc.display_name,
-        description=description,
-        customer_email=customer_email,
-        customer_name=customer_name,
-        attendees=attendees,
-        metadata_=metadata,
-        hold_id=None,
-        correlation_id=new_id("corr"),
-        version=1,
-        calendar_sync_status="not_applicable",
-        calendar_event_id=None,
-        created_at=ctx.now,
-        updated_at=ctx.now,
-        cancelled_at=None,
-        cancellation_reason=None,
-        agent_id=ctx.actor.agent_id,
-        key_id=ctx.actor.key_id,
+        buffers=(mc.buffer_before_minutes, mc.buffer_after_minutes),
+        start=start,
+        end=end,
+        details=details,
     )
     s.add(booking)
     s.add(reservation_for(booking))

@@ -25,7 +25,13 @@ from slotguard.domain.errors import (
 from slotguard.ids import new_id
 from slotguard.services import audit, events
 from slotguard.services.availability import resolve_window
-from slotguard.services.bookings_state import flush_reservations, reservation_for, snapshot
+from slotguard.services.bookings_state import (
+    BookingDetails,
+    flush_reservations,
+    new_booking,
+    reservation_for,
+    snapshot,
+)
 from slotguard.services.context import Actor, RequestContext
 from slotguard.services.preemption import Displaced, displace
 from slotguard.services.scheduling import Scheduling, load_occupancy, load_scheduling
@@ -277,12 +283,7 @@ async def confirm_hold(
     hold_id: str,
     *,
     start: dt.datetime | None,
-    title: str | None,
-    description: str | None,
-    attendees: list[dict[str, Any]],
-    customer_email: str | None,
-    customer_name: str | None,
-    metadata: dict[str, str],
+    details: BookingDetails,
 ) -> Booking:
     """Turn one held slot into a confirmed booking and release the rest, atomically."""
     hold = await get_hold(s, ctx, hold_id, lock=True)
@@ -306,34 +307,17 @@ async def confirm_hold(
     buffers = (rows[0].buffer_before_minutes, rows[0].buffer_after_minutes) if rows else (0, 0)
     mc = await repo.get_meeting_class(s, ctx.account_id, hold.meeting_class)
     await repo.deactivate_hold_reservations(s, hold.id)
-    booking = Booking(
-        id=new_id("bk"),
-        account_id=ctx.account_id,
+    booking = new_booking(
+        ctx,
         business_id=hold.business_id,
         meeting_class=hold.meeting_class,
+        default_title=mc.display_name if mc else hold.meeting_class,
         priority=hold.priority,
-        buffer_before_minutes=buffers[0],
-        buffer_after_minutes=buffers[1],
-        status="confirmed",
-        start_at=slot.start,
-        end_at=slot.end,
-        title=title or (mc.display_name if mc else hold.meeting_class),
-        description=description,
-        customer_email=customer_email,
-        customer_name=customer_name,
-        attendees=attendees,
-        metadata_=metadata,
+        buffers=buffers,
+        start=slot.start,
+        end=slot.end,
+        details=details,
         hold_id=hold.id,
-        correlation_id=new_id("corr"),
-        version=1,
-        calendar_sync_status="not_applicable",
-        calendar_event_id=None,
-        created_at=ctx.now,
-        updated_at=ctx.now,
-        cancelled_at=None,
-        cancellation_reason=None,
-        agent_id=ctx.actor.agent_id,
-        key_id=ctx.actor.key_id,
     )
     s.add(booking)
     s.add(reservation_for(booking))
@@ -355,7 +339,6 @@ async def confirm_hold(
     )
     await events.booking_event(s, ctx, "booking.confirmed", booking)
     return booking
-
 
 
 async def sweep_expired_holds(db: Database, now: dt.datetime, *, batch: int = 200) -> int:

@@ -77,12 +77,7 @@ async def create_booking(
             start=body.start_time,
             end=body.end_time,
             meeting_class=body.meeting_class,
-            title=body.title,
-            description=body.description,
-            customer_email=body.customer_email,
-            customer_name=body.customer_name,
-            attendees=[a.model_dump(exclude_none=True) for a in body.attendees],
-            metadata=body.metadata,
+            details=convert.booking_details(body),
         )
         return booking_response(booking, status=201, location=True)
 

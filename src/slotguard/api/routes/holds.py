@@ -114,12 +114,7 @@ async def confirm_hold(
             ctx,
             hold_id,
             start=body.start,
-            title=body.title,
-            description=body.description,
-            attendees=[a.model_dump(exclude_none=True) for a in body.attendees],
-            customer_email=body.customer_email,
-            customer_name=body.customer_name,
-            metadata=body.metadata,
+            details=convert.booking_details(body),
         )
         return envelope.ok(
             ConfirmRead(
