@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -35,10 +36,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from standardwebhooks import Webhook
 
-from tests.effects.conftest import CollectingHandler, free_port
-from tests.race.conftest import ServerProcess, cluster_on, new_race_database
+from tests.effects.conftest import CollectingHandler, HttpReceiver, free_port
+from tests.race.conftest import STORE_PARAMS, ServerProcess, cluster_on, new_race_database
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = pytest.mark.slow
 
 CLIENTS = 16
 KILL_POINTS = int(os.environ.get("SLOTGUARD_KILL_POINTS", "3"))
@@ -168,12 +169,13 @@ async def _clients(
                 if r.status_code == 201:
                     acked.add(r.json()["data"]["id"])
                 else:
-                    assert r.status_code < 500, r.text
+                    assert r.status_code < 500, r.text + "\n" + server.tail()
 
         await asyncio.gather(*(one_client() for _ in range(CLIENTS)))
     return attempted
 
 
+@pytest.mark.postgres
 async def test_sigkill_at_random_moments_loses_no_side_effect(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -291,3 +293,63 @@ def _report_and_check(
         f"({duplicates} duplicates, {unacked} for bookings committed but never acknowledged); "
         f"{len(handler.mails)} mails; all delivered {elapsed:.1f}s after the last restart"
     )
+
+
+@pytest.mark.parametrize("store", STORE_PARAMS)
+async def test_sigterm_releases_what_the_worker_holds(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM: the server stops within the shutdown grace and gives its claimed message
+    back unattempted, so the next process delivers it at once instead of after the lease."""
+    receiver = HttpReceiver(behaviours=["hang"])
+    await receiver.start()
+    monkeypatch.setenv("SLOTGUARD_ALLOW_PRIVATE_WEBHOOKS", "1")
+    monkeypatch.setenv("SLOTGUARD_OUTBOX_SHUTDOWN_GRACE_SECONDS", "1")
+    monkeypatch.setenv("SLOTGUARD_LOG_LEVEL", "WARNING")
+    try:
+        with new_race_database(store, tmp_path) as db, cluster_on(db, tmp_path) as cluster:
+            server = (await asyncio.to_thread(cluster.start, 1))[0]
+            business_id, secret = await _setup(server, cluster.api_key, receiver.port)
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+                start = future_day(2)
+                r = await http.post(
+                    "/v1/bookings",
+                    json={"business_id": business_id, "start_time": iso(start),
+                          "end_time": iso(start + SLOT)},
+                    headers={"Authorization": f"Bearer {cluster.api_key}",
+                             "Idempotency-Key": "sigterm-1"},
+                )  # fmt: skip
+                assert r.status_code == 201, r.text + "\n" + server.tail()
+            for _ in range(250):
+                if receiver.requests:
+                    break
+                await asyncio.sleep(0.02)
+            assert receiver.requests, "the webhook was never sent"
+            held = await db.fetch("SELECT locked_by, attempts FROM outbox WHERE kind = 'webhook'")
+            assert held[0][0] is not None and held[0][1] == 1
+            t0 = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(server.proc.wait, 30)
+            stopped = time.monotonic() - t0
+            # uvicorn shuts down gracefully, then re-raises the signal it caught: -15.
+            assert code in (0, -signal.SIGTERM), server.tail()
+            assert stopped < 10, f"took {stopped:.1f}s to stop"
+            rows = await db.fetch(
+                "SELECT status, locked_by, attempts FROM outbox WHERE kind = 'webhook'"
+            )
+            assert [tuple(r) for r in rows] == [("pending", None, 0)]
+            print(
+                f"\n[sigterm {store}] stopped in {stopped:.1f}s; its claimed webhook was released"
+            )
+            # The next process delivers it right away (not after the 60 s lease).
+            receiver.behaviours[:] = []
+            t1 = time.monotonic()
+            await asyncio.to_thread(cluster.start, 1)
+            while len(receiver.requests) < 2:
+                assert time.monotonic() - t1 < 30, "not redelivered"
+                await asyncio.sleep(0.05)
+            first, again = receiver.requests[:2]
+            assert first.headers["webhook-id"] == again.headers["webhook-id"]
+            Webhook(secret).verify(again.body, again.headers)
+    finally:
+        await receiver.stop()
