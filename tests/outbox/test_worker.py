@@ -371,7 +371,7 @@ async def test_running_worker_delivers_within_a_second(
 async def test_embedded_worker_delivers_and_reports_expired_holds(
     otenant: Tenant, receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`worker.run` as `serve` embeds it: on PostgreSQL on its own thread and loop."""
+    """`worker.run` as `serve` embeds it: outbox delivery and the hold sweeper together."""
     monkeypatch.setattr(worker_module, "SWEEP_HOLDS_EVERY_S", 0.2)
     biz, ep = await _setup(otenant, receiver, events=["booking.created", "hold.expired"])
     settings = Settings.model_validate(

@@ -5,11 +5,12 @@ At least once, whatever dies when:
 * Messages are written in the transaction of the change (`services/events.py`), so a
   committed change always has its messages, and a rolled-back one has none.
 * A worker claims a batch in one short transaction (lease + attempt count, see
-  `store/outbox_repo.py`), delivers *outside* any transaction, then records each outcome in
-  another short transaction, only if it still holds the lease. If it dies in between, the
-  lease runs out and another worker (or itself, restarted) delivers again: a duplicate,
-  never a loss. Duplicates carry the same `webhook-id` (the event id) and, for mail, the
-  same Message-ID, so receivers can drop them.
+  `store/outbox_repo.py`), delivers *outside* any transaction, then records the outcomes
+  in a later short transaction (the same one that claims the next batch), each only if it
+  still holds the lease. If it dies in between, the lease runs out and another worker (or
+  itself, restarted) delivers again: a duplicate, never a loss. Duplicates carry the same
+  `webhook-id` (the event id) and, for mail, the same Message-ID, so receivers can drop
+  them.
 * A delivery never outlives its lease: each one is cut off a margin before the lease ends,
   so no second worker can start the same message while the first is still sending it.
 * On stop (SIGTERM), the worker claims nothing more, lets in-flight deliveries finish for a
@@ -35,7 +36,6 @@ import httpx
 import structlog
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.effects.email import (
     BookingMail,
@@ -212,18 +212,20 @@ class OutboxWorker:
             job.task = asyncio.create_task(self._run_job(job), name=f"outbox:{message.id}")
         return len(claimed), wanted
 
-    async def _record(self, s: AsyncSession, batch: list[_Job], now: dt.datetime) -> None:
-        deliveries = [d for job in batch for d in job.deliveries]
-        if deliveries:
-            s.add_all(deliveries)
-            await s.flush()
-        for job in batch:
-            if job.disable_endpoint and job.message.endpoint_id:
-                await repo.disable_endpoint(s, job.message.endpoint_id, reason=GONE_REASON, now=now)
-        # Jobs without an outcome were cut short at shutdown: _shutdown releases them.
-        await repo.record_outcomes(
+    async def _record(self, s: Any, batch: list[_Job], now: dt.datetime) -> None:
+        await repo.write_back(
             s,
-            [(job.outcome, job.message.progress) for job in batch if job.outcome is not None],
+            deliveries=[d for job in batch for d in job.deliveries],
+            gone_endpoint_ids=[
+                job.message.endpoint_id
+                for job in batch
+                if job.disable_endpoint and job.message.endpoint_id
+            ],
+            reason_gone=GONE_REASON,
+            # Jobs without an outcome were cut short at shutdown: _shutdown releases them.
+            outcomes=[
+                (job.outcome, job.message.progress) for job in batch if job.outcome is not None
+            ],
             owner=self.worker_id,
             now=now,
         )

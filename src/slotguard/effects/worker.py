@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import signal
-import threading
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from typing import Any
@@ -99,80 +98,16 @@ async def run(
     settings: Settings | None = None,
     outbox_settings: OutboxSettings | None = None,
     mailer: MailSender | None = None,
-    own_thread: bool | None = None,
 ) -> None:
     """Loop until `stop` is set, then let the outbox finish or release what it holds.
 
-    `own_thread` (default: on PostgreSQL) runs the worker on its own thread, event loop and
-    connection pool. Embedded in `serve`, the API's requests would otherwise queue every
-    step of a delivery behind them, and a busy API would delay its own webhooks by seconds.
-    SQLite stays on the caller's loop: its one writer connection per process is shared
-    with the API's writes instead of two connections contending for the file lock.
+    Embedded in `serve`, this shares the API's event loop. That is deliberate: on its own
+    thread the worker lost the GIL to a busy API (a thread waiting for the GIL gets it only
+    after the holder's 5 ms switch interval, at every I/O wait) and fell seconds behind at
+    full booking load, while on the shared loop its few round trips per batch keep the
+    201-to-webhook delay near 100 ms (bench/outbox_bench.py).
     """
-    settings = settings or get_settings()
-    if own_thread is None:
-        own_thread = not db.is_sqlite
-    if not own_thread:
-        await _run(db, stop, settings, outbox_settings, mailer)
-        return
-    await _run_in_thread(db.url, stop, settings, outbox_settings, mailer)
-
-
-async def _run_in_thread(
-    url: str,
-    stop: asyncio.Event,
-    settings: Settings,
-    outbox_settings: OutboxSettings | None,
-    mailer: MailSender | None,
-) -> None:
-    caller = asyncio.get_running_loop()
-    done: asyncio.Future[None] = caller.create_future()
-    started = threading.Event()
-    stop_inner: list[Callable[[], object]] = []
-
-    def finish(error: BaseException | None) -> None:
-        if done.done():
-            return
-        if error is None:
-            done.set_result(None)
-        else:
-            done.set_exception(error)
-
-    async def main() -> None:
-        inner_stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        stop_inner.append(lambda: loop.call_soon_threadsafe(inner_stop.set))
-        started.set()
-        db = Database.connect(url, pool_size=4, busy_timeout_s=settings.sqlite_busy_timeout_s)
-        try:
-            await _run(db, inner_stop, settings, outbox_settings, mailer)
-        finally:
-            await db.dispose()
-
-    def target() -> None:
-        error: BaseException | None = None
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # handed to the caller's loop and raised there
-            error = exc
-        finally:
-            started.set()
-            with contextlib.suppress(RuntimeError):  # the caller's loop is already closed
-                caller.call_soon_threadsafe(finish, error)
-
-    thread = threading.Thread(target=target, name="slotguard-worker", daemon=True)
-    thread.start()
-    await asyncio.to_thread(started.wait)
-    stopper = asyncio.ensure_future(stop.wait())
-    waiters: list[asyncio.Future[Any]] = [stopper, done]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-        for signal_stop in stop_inner:
-            signal_stop()
-        # Shielded: the worker's own shutdown (finish or release) must run to its end.
-        await asyncio.shield(done)
+    await _run(db, stop, settings or get_settings(), outbox_settings, mailer)
 
 
 async def _run(
@@ -230,7 +165,6 @@ async def run_forever(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        # A process of its own: no API shares its loop, so no thread is needed.
-        await run(db, stop, settings=settings, own_thread=False)
+        await run(db, stop, settings=settings)
     finally:
         await db.dispose()

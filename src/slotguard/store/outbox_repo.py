@@ -239,6 +239,26 @@ async def record_outcomes(
     await conn.execute(_RECORD, params)
 
 
+async def write_back(
+    s: AsyncSession,
+    *,
+    deliveries: Sequence[WebhookDelivery],
+    gone_endpoint_ids: Sequence[str],
+    reason_gone: str,
+    outcomes: Sequence[tuple[Outcome, dict[str, Any]]],
+    owner: str,
+    now: dt.datetime,
+) -> None:
+    """Everything a worker learned from a batch of deliveries, in the caller's transaction:
+    the delivery log rows, endpoints that answered 410 Gone, and the outcomes."""
+    if deliveries:
+        s.add_all(list(deliveries))
+        await s.flush()
+    for endpoint_id in dict.fromkeys(gone_endpoint_ids):
+        await disable_endpoint(s, endpoint_id, reason=reason_gone, now=now)
+    await record_outcomes(s, outcomes, owner=owner, now=now)
+
+
 async def record_outcome(
     s: AsyncSession, outcome: Outcome, *, owner: str, now: dt.datetime
 ) -> bool:
