@@ -23,5 +23,6 @@ def configure_logging(level: str = "INFO") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=True,
+        # Not cached: tests (and reconfiguration at runtime) must see processor changes.
+        cache_logger_on_first_use=False,
     )

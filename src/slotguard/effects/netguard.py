@@ -16,11 +16,9 @@ off for development; the scheme and host checks stay.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
@@ -28,13 +26,6 @@ from typing import Final
 
 import httpcore
 import httpx
-
-# httpcore imports `sniffio` on every request to learn which async library runs it. When the
-# package is absent (anyio 4 no longer pulls it in), each of those imports fails only after
-# scanning sys.path, which cost the outbox worker a quarter of its CPU. A None entry in
-# sys.modules makes the import fail at once; httpcore then assumes asyncio, as it would.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 __all__ = [
     "IPAddress",
