@@ -122,8 +122,9 @@ async def _claim(db: Database, ctx: RequestContext, idem: IdempotencyRequest) ->
         "completed_at": None,
     }
     async with db.write() as s:
-        row = IdempotencyKey(account_id=ctx.account_id, key=idem.key, **fresh)
-        if await repo.insert_idempotency_key(s, row):
+        if await repo.insert_idempotency_key(
+            s, {"account_id": ctx.account_id, "key": idem.key, **fresh}
+        ):
             return token
         existing = await repo.get_idempotency_key(s, ctx.account_id, idem.key)
         if existing is None:  # purged between our insert and read: the next try inserts

@@ -29,7 +29,13 @@ from slotguard.services.bookings_state import (
 )
 from slotguard.services.context import RequestContext
 from slotguard.services.preemption import displace
-from slotguard.services.scheduling import ClassTerms, Scheduling, load_occupancy, load_scheduling
+from slotguard.services.scheduling import (
+    ClassTerms,
+    Scheduling,
+    clear_stale_holds,
+    load_occupancy,
+    load_scheduling,
+)
 from slotguard.store import repositories as repo
 from slotguard.store.models import Booking
 
@@ -79,7 +85,6 @@ async def _check_time(
     A direct booking may take the slot of a live hold of strictly lower priority (§5);
     confirmed bookings always block it.
     """
-    await repo.expire_holds(s, sched.business.id, ctx.now)
     req = sched.slot_request(duration=end - start, now=ctx.now)
     occ = await load_occupancy(
         s,
@@ -89,6 +94,7 @@ async def _check_time(
         now=ctx.now,
         exclude_booking_id=exclude_booking_id,
     )
+    await clear_stale_holds(s, occ, sched.business.id, ctx.now)
     caller = Caller(priority=sched.terms.priority, may_preempt_bookings=False)
     per_day = occ.per_day(sched.tz)
     reason: RejectReason | None = None

@@ -111,11 +111,11 @@ async def flush_reservations(s: AsyncSession, *, conflict: DomainError | None = 
     """Flush, turning the database's own overlap verdict (PostgreSQL 23P01) into a 409.
 
     The business row lock makes this unreachable in normal operation; it is the last line:
-    whatever a bug above it lets through, the exclusion constraint refuses.
+    whatever a bug above it lets through, the exclusion constraint refuses. No savepoint:
+    the error aborts the whole unit of work, which the caller's transaction rolls back.
     """
     try:
-        async with s.begin_nested():
-            await s.flush()
+        await s.flush()
     except IntegrityError as exc:
         if repo.sqlstate_of(exc) == repo.EXCLUSION_VIOLATION:
             raise (conflict or SlotConflict(reason="overlaps_booking")) from None

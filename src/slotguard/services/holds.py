@@ -34,7 +34,12 @@ from slotguard.services.bookings_state import (
 )
 from slotguard.services.context import Actor, RequestContext
 from slotguard.services.preemption import Displaced, displace
-from slotguard.services.scheduling import Scheduling, load_occupancy, load_scheduling
+from slotguard.services.scheduling import (
+    Scheduling,
+    clear_stale_holds,
+    load_occupancy,
+    load_scheduling,
+)
 from slotguard.store import hold_repo
 from slotguard.store import repositories as repo
 from slotguard.store.db import Database
@@ -122,7 +127,6 @@ async def create_hold(
         meeting_class=meeting_class,
         lock=True,
     )
-    await repo.expire_holds(s, sched.business.id, ctx.now)
     duration = sched.duration(duration_minutes)
     req = sched.slot_request(duration=duration, now=ctx.now)
     caller = _caller(ctx, sched)
@@ -134,6 +138,7 @@ async def create_hold(
         end=window_end + dt.timedelta(hours=lookahead_hours),
         now=ctx.now,
     )
+    await clear_stale_holds(s, occ, sched.business.id, ctx.now)
     per_day = occ.per_day(sched.tz)
 
     # The gentlest tier that finds any slot wins: free time first, then time held at lower

@@ -110,6 +110,9 @@ class Occupancy:
 
     claims: list[Claim] = field(default_factory=list)
     busy: list[Blocker] = field(default_factory=list)
+    # Hold rows past expiry that are still marked active: they block nothing, but a writer
+    # must clear them before inserting over them (the exclusion constraint cannot see time).
+    stale_holds: bool = False
 
     def blockers(
         self,
@@ -172,6 +175,9 @@ async def load_occupancy(
     lo, hi = start - BLOCKER_MARGIN, end + BLOCKER_MARGIN
     occ = Occupancy()
     for r, booked_at in await repo.active_claims(s, business_id, start=lo, end=hi, now=now):
+        if r.expires_at is not None and r.expires_at <= now:
+            occ.stale_holds = True
+            continue
         if r.kind == "booking" and r.booking_id == exclude_booking_id:
             continue
         if r.kind == "hold" and r.hold_id == exclude_hold_id:
@@ -196,3 +202,11 @@ async def load_occupancy(
     for b_start, b_end in await repo.busy_between(s, business_id, start=lo, end=hi):
         occ.busy.append(Blocker(start=b_start, end=b_end, kind="busy"))
     return occ
+
+
+async def clear_stale_holds(
+    s: AsyncSession, occ: Occupancy, business_id: str, now: dt.datetime
+) -> None:
+    """Deactivate expired hold rows before a reservation is written (only when there are any)."""
+    if occ.stale_holds:
+        await repo.expire_holds(s, business_id, now)

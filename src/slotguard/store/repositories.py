@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -258,7 +260,12 @@ async def active_claims(
     end: dt.datetime,
     now: dt.datetime,
 ) -> Sequence[tuple[Reservation, dt.datetime | None]]:
-    """Blocking reservations in [start, end) with their booking's creation time (or None)."""
+    """Active reservations in [start, end) with their booking's creation time (or None).
+
+    Hold rows past `expires_at` are included: they no longer block, but the caller must know
+    of them to clear them (`expire_holds`) before inserting a reservation over them.
+    """
+    del now
     rows = await s.execute(
         select(Reservation, Booking.created_at)
         .outerjoin(Booking, Booking.id == Reservation.booking_id)
@@ -267,7 +274,6 @@ async def active_claims(
             Reservation.active.is_(True),
             Reservation.start_at < end,
             Reservation.end_at > start,
-            or_(Reservation.expires_at.is_(None), Reservation.expires_at > now),
         )
         .order_by(Reservation.start_at, Reservation.id)
     )
@@ -394,17 +400,22 @@ async def get_idempotency_key(s: AsyncSession, account_id: str, key: str) -> Ide
     return found
 
 
-async def insert_idempotency_key(s: AsyncSession, row: IdempotencyKey) -> bool:
-    """Insert a fresh in-progress key; False if it already exists (any state)."""
-    try:
-        async with s.begin_nested():
-            s.add(row)
-            await s.flush()
-    except IntegrityError as exc:
-        if is_unique_violation(exc):
-            return False
-        raise
-    return True
+async def insert_idempotency_key(s: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert a fresh in-progress key; False if it already exists (any state).
+
+    ON CONFLICT DO NOTHING (both stores support it) instead of catching the unique
+    violation: no savepoint, one statement. On PostgreSQL a concurrent insert of the same key
+    waits for the other transaction and then reports the conflict.
+    """
+    dialect = s.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = (
+        insert(IdempotencyKey)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[IdempotencyKey.account_id, IdempotencyKey.key])
+    )
+    res = await s.execute(stmt)
+    return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
 async def take_over_idempotency_key(
