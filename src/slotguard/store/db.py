@@ -59,11 +59,11 @@ def _sqlite_engine(
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    begin_sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    if immediate:
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin_sql)
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -106,7 +106,11 @@ class Database:
         engine = create_async_engine(
             url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
         )
-        return cls(url=url, write_engine=engine, read_engine=engine)
+        # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a lookup. Nothing
+        # that decides a write reads through it; every check that matters is repeated
+        # inside the write transaction.
+        reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return cls(url=url, write_engine=engine, read_engine=reads)
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()
