@@ -121,10 +121,16 @@ async def _claim(db: Database, ctx: RequestContext, idem: IdempotencyRequest) ->
         "response_body": None,
         "completed_at": None,
     }
+    row = {"account_id": ctx.account_id, "key": idem.key, **fresh}
+    if not db.is_sqlite:
+        # The common case, a new key, is one autocommitted statement on PostgreSQL. (On
+        # SQLite the insert goes through the serialised writer below instead of contending
+        # for the write lock from another connection.)
+        async with db.autocommit() as s:
+            if await repo.insert_idempotency_key(s, row):
+                return token
     async with db.write() as s:
-        if await repo.insert_idempotency_key(
-            s, {"account_id": ctx.account_id, "key": idem.key, **fresh}
-        ):
+        if await repo.insert_idempotency_key(s, row):
             return token
         existing = await repo.get_idempotency_key(s, ctx.account_id, idem.key)
         if existing is None:  # purged between our insert and read: the next try inserts

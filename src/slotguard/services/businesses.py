@@ -65,13 +65,20 @@ async def resolve_business(
     return biz
 
 
+def merge_layers(
+    account_rules: dict[str, Any], business_rules: dict[str, Any] | None
+) -> tuple[EffectiveRules, dict[str, RuleSource]]:
+    """Effective rules from the stored account and business layers."""
+    return merge_rules(
+        RulesPatch.model_validate(account_rules or {}),
+        RulesPatch.model_validate(business_rules or {}) if business_rules is not None else None,
+    )
+
+
 def effective_rules(
     account: Account, business: Business | None
 ) -> tuple[EffectiveRules, dict[str, RuleSource]]:
-    return merge_rules(
-        RulesPatch.model_validate(account.rules or {}),
-        RulesPatch.model_validate(business.rules or {}) if business is not None else None,
-    )
+    return merge_layers(account.rules, business.rules if business is not None else None)
 
 
 async def create_business(

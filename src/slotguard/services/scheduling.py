@@ -18,8 +18,8 @@ from slotguard.domain.availability import Blocker, SlotRequest
 from slotguard.domain.rules import EffectiveRules
 from slotguard.domain.timezones import zone
 from slotguard.services.businesses import (
-    effective_rules,
     get_account,
+    merge_layers,
     resolve_business,
     resolve_meeting_class,
 )
@@ -87,11 +87,20 @@ async def load_scheduling(
     lock: bool,
 ) -> Scheduling:
     """Resolve business (locked for writers), rules and meeting class for one request."""
-    business = await resolve_business(
-        s, ctx.actor, business_id=business_id, owner_email=owner_email, lock=lock
+    found = (
+        await repo.business_and_account_rules(s, ctx.account_id, business_id, lock=lock)
+        if business_id
+        else None
     )
-    account = await get_account(s, ctx.actor)
-    rules, _ = effective_rules(account, business)
+    if found is not None:
+        business, account_rules = found
+        ctx.actor.require_business(business.id)
+    else:  # by owner email, or unknown (resolve_business raises the right error)
+        business = await resolve_business(
+            s, ctx.actor, business_id=business_id, owner_email=owner_email, lock=lock
+        )
+        account_rules = (await get_account(s, ctx.actor)).rules or {}
+    rules, _ = merge_layers(account_rules, business.rules)
     mc = await resolve_meeting_class(s, ctx.actor, meeting_class)
     terms = ClassTerms(
         name=mc.name,

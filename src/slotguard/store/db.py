@@ -123,6 +123,10 @@ class Database:
         async with self._write_maker() as session, session.begin():
             yield session
 
+    def autocommit(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        """A session whose statements commit one by one (for single-statement writes)."""
+        return self.read()
+
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A read-only transaction, never committed.

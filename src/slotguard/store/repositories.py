@@ -145,6 +145,26 @@ async def lock_business(s: AsyncSession, account_id: str, business_id: str) -> B
     return found
 
 
+async def business_and_account_rules(
+    s: AsyncSession, account_id: str, business_id: str, *, lock: bool
+) -> tuple[Business, dict[str, Any]] | None:
+    """A business (row-locked if `lock`, see `lock_business`) and its account's rule layer."""
+    q = (
+        select(Business, Account.rules)
+        .join(Account, Account.id == Business.account_id)
+        .where(
+            Business.account_id == account_id,
+            Business.id == business_id,
+            Business.deleted_at.is_(None),
+        )
+        .execution_options(populate_existing=True)
+    )
+    if lock:
+        q = q.with_for_update(of=Business)
+    row = (await s.execute(q)).first()
+    return None if row is None else (row[0], row[1] or {})
+
+
 async def list_businesses(
     s: AsyncSession,
     account_id: str,
