@@ -5,9 +5,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
+from fastapi import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slotguard.api import envelope
 from slotguard.domain.errors import ValidationFailed
+from slotguard.store.db import Database
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -52,3 +60,25 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
 def split_page(rows: list[Any], limit: int) -> tuple[list[Any], bool]:
     """Repositories fetch limit + 1 rows; the extra one only says there is more."""
     return rows[:limit], len(rows) > limit
+
+
+async def keyset_page(
+    db: Database,
+    *,
+    limit: int | None,
+    cursor: str | None,
+    fetch: Callable[[AsyncSession, str | None, int], Awaitable[Sequence[T]]],
+    render: Callable[[T], Any],
+    key: Callable[[T], str] = lambda row: str(row.id),  # type: ignore[attr-defined]
+) -> Response:
+    """One page of a list ordered by a unique string key (ids or names).
+
+    `fetch(session, after, limit)` returns up to limit + 1 rows after the key `after`.
+    """
+    n = clamp_limit(limit)
+    after = decode_cursor(cursor, 1)
+    async with db.read() as s:
+        rows, more = split_page(list(await fetch(s, after[0] if after else None, n)), n)
+    return envelope.page(
+        [render(r) for r in rows], next_cursor=encode_cursor(key(rows[-1])) if more else None
+    )

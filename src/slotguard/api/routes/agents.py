@@ -10,7 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slotguard.api import convert, envelope
 from slotguard.api.deps import context, get_db
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
-from slotguard.api.pagination import clamp_limit, decode_cursor, encode_cursor, split_page
+from slotguard.api.pagination import (
+    clamp_limit,
+    decode_cursor,
+    encode_cursor,
+    keyset_page,
+    split_page,
+)
 from slotguard.api.schemas import AgentCreate, AgentUpdate, ApiKeyCreate, ApiKeyCreated, set_fields
 from slotguard.services import agents as svc
 from slotguard.services.context import RequestContext
@@ -46,14 +52,12 @@ async def list_agents(
     request: Request, ctx: Admin, limit: int | None = None, cursor: str | None = None
 ) -> Response:
     """List agents, by id (deleted ones are gone)."""
-    n = clamp_limit(limit)
-    after = decode_cursor(cursor, 1)
-    async with get_db(request).read() as s:
-        rows, more = split_page(
-            list(await svc.list_agents(s, ctx, after=after[0] if after else None, limit=n)), n
-        )
-    return envelope.page(
-        [convert.agent(a) for a in rows], next_cursor=encode_cursor(rows[-1].id) if more else None
+    return await keyset_page(
+        get_db(request),
+        limit=limit,
+        cursor=cursor,
+        fetch=lambda s, after, n: svc.list_agents(s, ctx, after=after, limit=n),
+        render=convert.agent,
     )
 
 

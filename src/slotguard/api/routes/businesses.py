@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slotguard.api import convert, envelope
 from slotguard.api.deps import context, get_db
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
-from slotguard.api.pagination import clamp_limit, decode_cursor, encode_cursor, split_page
+from slotguard.api.pagination import (
+    keyset_page,
+)
 from slotguard.api.schemas import (
     BusinessCreate,
     BusinessUpdate,
@@ -66,24 +68,14 @@ async def list_businesses(
     request: Request, ctx: Reader, limit: int | None = None, cursor: str | None = None
 ) -> Response:
     """List businesses, by id."""
-    n = clamp_limit(limit)
-    after = decode_cursor(cursor, 1)
-    async with get_db(request).read() as s:
-        rows, more = split_page(
-            list(
-                await repo.list_businesses(
-                    s,
-                    ctx.account_id,
-                    after=after[0] if after else None,
-                    limit=n,
-                    only_ids=ctx.actor.allowed_business_ids,
-                )
-            ),
-            n,
-        )
-    return envelope.page(
-        [convert.business(b) for b in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    return await keyset_page(
+        get_db(request),
+        limit=limit,
+        cursor=cursor,
+        fetch=lambda s, after, n: repo.list_businesses(
+            s, ctx.account_id, after=after, limit=n, only_ids=ctx.actor.allowed_business_ids
+        ),
+        render=convert.business,
     )
 
 
@@ -181,20 +173,15 @@ async def list_meeting_classes(
     request: Request, ctx: Reader, limit: int | None = None, cursor: str | None = None
 ) -> Response:
     """List meeting classes, by name."""
-    n = clamp_limit(limit)
-    after = decode_cursor(cursor, 1)
-    async with get_db(request).read() as s:
-        rows, more = split_page(
-            list(
-                await repo.list_meeting_classes(
-                    s, ctx.account_id, after=after[0] if after else None, limit=n
-                )
-            ),
-            n,
-        )
-    return envelope.page(
-        [convert.meeting_class(m) for m in rows],
-        next_cursor=encode_cursor(rows[-1].name) if more else None,
+    return await keyset_page(
+        get_db(request),
+        limit=limit,
+        cursor=cursor,
+        fetch=lambda s, after, n: repo.list_meeting_classes(
+            s, ctx.account_id, after=after, limit=n
+        ),
+        render=convert.meeting_class,
+        key=lambda m: m.name,
     )
 
 
@@ -271,25 +258,14 @@ async def list_busy(
     cursor: str | None = None,
 ) -> Response:
     """List busy time of a business, optionally overlapping [start, end)."""
-    n = clamp_limit(limit)
-    after = decode_cursor(cursor, 1)
-    async with get_db(request).read() as s:
-        rows, more = split_page(
-            list(
-                await svc.list_busy(
-                    s,
-                    ctx.actor,
-                    business_id,
-                    start=start,
-                    end=end,
-                    after=after[0] if after else None,
-                    limit=n,
-                )
-            ),
-            n,
-        )
-    return envelope.page(
-        [convert.busy(b) for b in rows], next_cursor=encode_cursor(rows[-1].id) if more else None
+    return await keyset_page(
+        get_db(request),
+        limit=limit,
+        cursor=cursor,
+        fetch=lambda s, after, n: svc.list_busy(
+            s, ctx.actor, business_id, start=start, end=end, after=after, limit=n
+        ),
+        render=convert.busy,
     )
 
 

@@ -10,7 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slotguard.api import envelope
 from slotguard.api.deps import context, get_db
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
-from slotguard.api.pagination import clamp_limit, decode_cursor, encode_cursor, split_page
+from slotguard.api.pagination import (
+    clamp_limit,
+    decode_cursor,
+    encode_cursor,
+    keyset_page,
+    split_page,
+)
 from slotguard.api.webhook_schemas import (
     RotateSecret,
     WebhookDeliveryRead,
@@ -98,20 +104,14 @@ async def list_webhook_endpoints(
     request: Request, ctx: Admin, limit: int | None = None, cursor: str | None = None
 ) -> Response:
     """List webhook endpoints, by id (secrets are never listed)."""
-    n = clamp_limit(limit)
-    after = decode_cursor(cursor, 1)
-    async with get_db(request).read() as s:
-        rows, more = split_page(
-            list(
-                await outbox_repo.list_endpoints(
-                    s, ctx.account_id, after=after[0] if after else None, limit=n
-                )
-            ),
-            n,
-        )
-    return envelope.page(
-        [endpoint_read(e) for e in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    return await keyset_page(
+        get_db(request),
+        limit=limit,
+        cursor=cursor,
+        fetch=lambda s, after, n: outbox_repo.list_endpoints(
+            s, ctx.account_id, after=after, limit=n
+        ),
+        render=endpoint_read,
     )
 
 
