@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_s: float = Field(
         default=30.0, validation_alias="SLOTGUARD_SQLITE_BUSY_TIMEOUT"
     )
-    db_pool_size: int = Field(default=10, validation_alias="SLOTGUARD_DB_POOL_SIZE")
+    # Connections per process; a booking uses up to three in turn, so with fewer than the
+    # concurrent requests the pool keeps opening and closing overflow connections.
+    db_pool_size: int = Field(default=20, validation_alias="SLOTGUARD_DB_POOL_SIZE")
     # Requests per API key, in `limits` notation ("600/minute"); unset = no limit. Counted
     # per server process.
     rate_limit: str | None = Field(default=None, validation_alias="SLOTGUARD_RATE_LIMIT")
