@@ -34,6 +34,13 @@ async def test_health_ready_metrics_docs(tenant: Tenant) -> None:
         "/v1/webhook-endpoints",
     ):
         assert path in spec["paths"], path
+    created = spec["paths"]["/v1/bookings"]["post"]["responses"]
+    assert created["201"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "Envelope_BookingRead_"
+    )
+    assert "ErrorBody" in created["4XX"]["content"]["application/json"]["schema"]["$ref"]
+    listed = spec["paths"]["/v1/bookings"]["get"]["responses"]["200"]
+    assert listed["content"]["application/json"]["schema"]["$ref"].endswith("Page_BookingRead_")
     assert (await c.get("/docs")).status_code == 200
 
 

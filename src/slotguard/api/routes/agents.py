@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.api import convert, envelope
 from slotguard.api.deps import context, get_db
+from slotguard.api.docs import many, one
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
 from slotguard.api.pagination import (
     clamp_limit,
@@ -17,7 +18,15 @@ from slotguard.api.pagination import (
     keyset_page,
     split_page,
 )
-from slotguard.api.schemas import AgentCreate, AgentUpdate, ApiKeyCreate, ApiKeyCreated, set_fields
+from slotguard.api.schemas import (
+    AgentCreate,
+    AgentRead,
+    AgentUpdate,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRead,
+    set_fields,
+)
 from slotguard.services import agents as svc
 from slotguard.services.context import RequestContext
 
@@ -27,7 +36,7 @@ Admin = Annotated[RequestContext, Depends(context("admin"))]
 Idem = Annotated[IdempotencyRequest | None, Depends(idempotency(required=False))]
 
 
-@router.post("/agents", status_code=201)
+@router.post("/agents", status_code=201, responses=one(AgentRead, 201))
 async def create_agent(body: AgentCreate, request: Request, ctx: Admin, idem: Idem) -> Response:
     """Create an agent: scopes, allowed businesses and a default meeting class."""
 
@@ -47,7 +56,7 @@ async def create_agent(body: AgentCreate, request: Request, ctx: Admin, idem: Id
     return await run_write(request, ctx, idem, work)
 
 
-@router.get("/agents")
+@router.get("/agents", responses=many(AgentRead))
 async def list_agents(
     request: Request, ctx: Admin, limit: int | None = None, cursor: str | None = None
 ) -> Response:
@@ -61,7 +70,7 @@ async def list_agents(
     )
 
 
-@router.get("/agents/{agent_id}")
+@router.get("/agents/{agent_id}", responses=one(AgentRead))
 async def get_agent(agent_id: str, request: Request, ctx: Admin) -> Response:
     """Get one agent."""
     async with get_db(request).read() as s:
@@ -69,7 +78,7 @@ async def get_agent(agent_id: str, request: Request, ctx: Admin) -> Response:
     return envelope.ok(convert.agent(agent))
 
 
-@router.patch("/agents/{agent_id}")
+@router.patch("/agents/{agent_id}", responses=one(AgentRead))
 async def update_agent(
     agent_id: str, body: AgentUpdate, request: Request, ctx: Admin, idem: Idem
 ) -> Response:
@@ -87,7 +96,7 @@ async def update_agent(
     return await run_write(request, ctx, idem, work)
 
 
-@router.delete("/agents/{agent_id}")
+@router.delete("/agents/{agent_id}", responses=one(AgentRead))
 async def delete_agent(agent_id: str, request: Request, ctx: Admin, idem: Idem) -> Response:
     """Delete an agent and revoke all its keys at once."""
 
@@ -101,7 +110,7 @@ async def delete_agent(agent_id: str, request: Request, ctx: Admin, idem: Idem) 
 # -- keys --------------------------------------------------------------------------------
 
 
-@router.post("/agents/{agent_id}/keys", status_code=201)
+@router.post("/agents/{agent_id}/keys", status_code=201, responses=one(ApiKeyCreated, 201))
 async def create_agent_key(
     agent_id: str,
     request: Request,
@@ -131,7 +140,7 @@ def _key_created(key: ApiKeyCreated) -> Response:
     return envelope.ok(key, status=201, headers={"Location": f"/v1/keys/{key.id}"})
 
 
-@router.get("/agents/{agent_id}/keys")
+@router.get("/agents/{agent_id}/keys", responses=many(ApiKeyRead))
 async def list_agent_keys(
     agent_id: str,
     request: Request,
@@ -157,7 +166,7 @@ async def list_agent_keys(
     )
 
 
-@router.get("/keys/{key_id}")
+@router.get("/keys/{key_id}", responses=one(ApiKeyRead))
 async def get_key(key_id: str, request: Request, ctx: Admin) -> Response:
     """Get one key of the account (agent or admin key), without its secret."""
     async with get_db(request).read() as s:
@@ -165,7 +174,7 @@ async def get_key(key_id: str, request: Request, ctx: Admin) -> Response:
     return envelope.ok(convert.api_key(key))
 
 
-@router.delete("/keys/{key_id}")
+@router.delete("/keys/{key_id}", responses=one(ApiKeyRead))
 async def revoke_key(key_id: str, request: Request, ctx: Admin, idem: Idem) -> Response:
     """Revoke a key at once (twice is fine); a key cannot revoke itself (409 `conflict`)."""
 

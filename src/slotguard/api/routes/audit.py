@@ -10,8 +10,9 @@ from fastapi.responses import StreamingResponse
 
 from slotguard.api import convert, envelope
 from slotguard.api.deps import context, get_db
+from slotguard.api.docs import many
 from slotguard.api.pagination import clamp_limit, decode_cursor, encode_cursor, split_page
-from slotguard.api.schemas import Instant
+from slotguard.api.schemas import AuditRead, Instant
 from slotguard.services.context import RequestContext
 from slotguard.store import repositories as repo
 
@@ -26,7 +27,7 @@ def _filters(ctx: RequestContext, **given: Any) -> dict[str, Any]:
     return {"business_ids": ctx.actor.allowed_business_ids, "hold_id": None, **given}
 
 
-@router.get("/audit-log")
+@router.get("/audit-log", responses=many(AuditRead))
 async def list_audit(
     request: Request,
     ctx: Auditor,

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from slotguard.api import envelope
 from slotguard.api.deps import context, get_db
-from slotguard.api.schemas import Instant, ZoneName
+from slotguard.api.docs import one
+from slotguard.api.schemas import Instant, SlotsRead, ZoneName
 from slotguard.domain.timezones import zone
 from slotguard.services import availability as svc
 from slotguard.services.context import RequestContext
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/v1")
 MAX_SLOTS = 5000
 
 
-@router.get("/availability/slots", responses={200: {"description": "`data` is a SlotsRead"}})
+@router.get("/availability/slots", responses=one(SlotsRead))
 async def get_slots(
     request: Request,
     ctx: Annotated[RequestContext, Depends(context("availability:read"))],

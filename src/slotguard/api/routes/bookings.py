@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.api import convert, envelope
 from slotguard.api.deps import context, get_db
+from slotguard.api.docs import many, one
 from slotguard.api.errors import ApiError, validation_fields
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
 from slotguard.api.pagination import clamp_limit, decode_cursor, encode_cursor, split_page
@@ -20,6 +21,7 @@ from slotguard.api.schemas import (
     IMMUTABLE_BOOKING_FIELDS,
     BookingCancel,
     BookingCreate,
+    BookingRead,
     BookingReschedule,
     BookingUpdate,
     Instant,
@@ -62,7 +64,7 @@ def booking_response(b: Booking, *, status: int = 200, location: bool = False) -
     return envelope.ok(convert.booking(b), status=status, headers=headers)
 
 
-@router.post("/bookings", status_code=201)
+@router.post("/bookings", status_code=201, responses=one(BookingRead, 201))
 async def create_booking(
     body: BookingCreate, request: Request, ctx: Writer, idem: IdemRequired
 ) -> Response:
@@ -84,7 +86,7 @@ async def create_booking(
     return await run_write(request, ctx, idem, work)
 
 
-@router.get("/bookings")
+@router.get("/bookings", responses=many(BookingRead))
 async def list_bookings(
     request: Request,
     ctx: Reader,
@@ -140,7 +142,7 @@ async def list_bookings(
     return envelope.page([convert.booking(b) for b in rows], next_cursor=next_cursor)
 
 
-@router.get("/bookings/{booking_id}")
+@router.get("/bookings/{booking_id}", responses=one(BookingRead))
 async def get_booking(booking_id: str, request: Request, ctx: Reader) -> Response:
     """Get one booking, with its version as ETag."""
     async with get_db(request).read() as s:
@@ -148,7 +150,7 @@ async def get_booking(booking_id: str, request: Request, ctx: Reader) -> Respons
     return booking_response(booking)
 
 
-@router.post("/bookings/{booking_id}/cancel")
+@router.post("/bookings/{booking_id}/cancel", responses=one(BookingRead))
 async def cancel_booking(
     booking_id: str,
     request: Request,
@@ -168,7 +170,7 @@ async def cancel_booking(
     return await run_write(request, ctx, idem, work)
 
 
-@router.post("/bookings/{booking_id}/reschedule")
+@router.post("/bookings/{booking_id}/reschedule", responses=one(BookingRead))
 async def reschedule_booking(
     booking_id: str, body: BookingReschedule, request: Request, ctx: Writer, idem: IdemRequired
 ) -> Response:
@@ -184,7 +186,7 @@ async def reschedule_booking(
     return await run_write(request, ctx, idem, work)
 
 
-@router.patch("/bookings/{booking_id}")
+@router.patch("/bookings/{booking_id}", responses=one(BookingRead))
 async def update_booking(
     booking_id: str, request: Request, ctx: Writer, idem: IdemRequired
 ) -> Response:

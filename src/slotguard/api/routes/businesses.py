@@ -9,17 +9,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.api import convert, envelope
 from slotguard.api.deps import context, get_db
+from slotguard.api.docs import Deleted, many, one
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
 from slotguard.api.pagination import (
     keyset_page,
 )
 from slotguard.api.schemas import (
     BusinessCreate,
+    BusinessRead,
     BusinessUpdate,
     BusyCreate,
+    BusyRead,
     EffectiveRulesRead,
     Instant,
     MeetingClassCreate,
+    MeetingClassRead,
     MeetingClassUpdate,
     RulesDefaultsRead,
     set_fields,
@@ -40,7 +44,7 @@ def _deleted(object_id: str) -> Response:
     return envelope.ok({"id": object_id, "deleted": True})
 
 
-@router.post("/businesses", status_code=201)
+@router.post("/businesses", status_code=201, responses=one(BusinessRead, 201))
 async def create_business(
     body: BusinessCreate, request: Request, ctx: Admin, idem: Idem
 ) -> Response:
@@ -63,7 +67,7 @@ async def create_business(
     return await run_write(request, ctx, idem, work)
 
 
-@router.get("/businesses")
+@router.get("/businesses", responses=many(BusinessRead))
 async def list_businesses(
     request: Request, ctx: Reader, limit: int | None = None, cursor: str | None = None
 ) -> Response:
@@ -79,7 +83,7 @@ async def list_businesses(
     )
 
 
-@router.get("/businesses/{business_id}")
+@router.get("/businesses/{business_id}", responses=one(BusinessRead))
 async def get_business(business_id: str, request: Request, ctx: Reader) -> Response:
     """Get one business."""
     async with get_db(request).read() as s:
@@ -87,7 +91,7 @@ async def get_business(business_id: str, request: Request, ctx: Reader) -> Respo
     return envelope.ok(convert.business(biz))
 
 
-@router.patch("/businesses/{business_id}")
+@router.patch("/businesses/{business_id}", responses=one(BusinessRead))
 async def update_business(
     business_id: str, body: BusinessUpdate, request: Request, ctx: Admin, idem: Idem
 ) -> Response:
@@ -106,7 +110,7 @@ async def update_business(
     return await run_write(request, ctx, idem, work)
 
 
-@router.delete("/businesses/{business_id}")
+@router.delete("/businesses/{business_id}", responses=one(Deleted))
 async def delete_business(business_id: str, request: Request, ctx: Admin, idem: Idem) -> Response:
     """Delete a business (its bookings and audit rows remain readable)."""
 
@@ -117,7 +121,7 @@ async def delete_business(business_id: str, request: Request, ctx: Admin, idem: 
     return await run_write(request, ctx, idem, work)
 
 
-@router.get("/businesses/{business_id}/rules")
+@router.get("/businesses/{business_id}/rules", responses=one(EffectiveRulesRead))
 async def effective_rules(business_id: str, request: Request, ctx: Reader) -> Response:
     """The effective rules of a business, with the layer each value comes from."""
     async with get_db(request).read() as s:
@@ -127,7 +131,7 @@ async def effective_rules(business_id: str, request: Request, ctx: Reader) -> Re
     return envelope.ok(EffectiveRulesRead(business_id=biz.id, rules=rules, sources=sources))
 
 
-@router.get("/rules/defaults")
+@router.get("/rules/defaults", responses=one(RulesDefaultsRead))
 async def get_default_rules(request: Request, ctx: Reader) -> Response:
     """The account rule layer, and its merge with the built-in defaults."""
     async with get_db(request).read() as s:
@@ -136,7 +140,7 @@ async def get_default_rules(request: Request, ctx: Reader) -> Response:
     return envelope.ok(RulesDefaultsRead(rules=account.rules or {}, effective=rules))
 
 
-@router.put("/rules/defaults")
+@router.put("/rules/defaults", responses=one(RulesDefaultsRead))
 async def put_default_rules(body: RulesPatch, request: Request, ctx: Admin, idem: Idem) -> Response:
     """Replace the account rule layer; unset fields fall back to the built-in defaults."""
 
@@ -151,7 +155,7 @@ async def put_default_rules(body: RulesPatch, request: Request, ctx: Admin, idem
 # -- meeting classes ---------------------------------------------------------------------
 
 
-@router.post("/meeting-classes", status_code=201)
+@router.post("/meeting-classes", status_code=201, responses=one(MeetingClassRead, 201))
 async def create_meeting_class(
     body: MeetingClassCreate, request: Request, ctx: Admin, idem: Idem
 ) -> Response:
@@ -168,7 +172,7 @@ async def create_meeting_class(
     return await run_write(request, ctx, idem, work)
 
 
-@router.get("/meeting-classes")
+@router.get("/meeting-classes", responses=many(MeetingClassRead))
 async def list_meeting_classes(
     request: Request, ctx: Reader, limit: int | None = None, cursor: str | None = None
 ) -> Response:
@@ -185,7 +189,7 @@ async def list_meeting_classes(
     )
 
 
-@router.get("/meeting-classes/{name}")
+@router.get("/meeting-classes/{name}", responses=one(MeetingClassRead))
 async def get_meeting_class(name: str, request: Request, ctx: Reader) -> Response:
     """Get one meeting class by name."""
     async with get_db(request).read() as s:
@@ -193,7 +197,7 @@ async def get_meeting_class(name: str, request: Request, ctx: Reader) -> Respons
     return envelope.ok(convert.meeting_class(mc))
 
 
-@router.patch("/meeting-classes/{name}")
+@router.patch("/meeting-classes/{name}", responses=one(MeetingClassRead))
 async def update_meeting_class(
     name: str, body: MeetingClassUpdate, request: Request, ctx: Admin, idem: Idem
 ) -> Response:
@@ -207,7 +211,7 @@ async def update_meeting_class(
     return await run_write(request, ctx, idem, work)
 
 
-@router.delete("/meeting-classes/{name}")
+@router.delete("/meeting-classes/{name}", responses=one(Deleted))
 async def delete_meeting_class(name: str, request: Request, ctx: Admin, idem: Idem) -> Response:
     """Delete a meeting class (not `default`)."""
 
@@ -221,7 +225,7 @@ async def delete_meeting_class(name: str, request: Request, ctx: Admin, idem: Id
 # -- busy time ---------------------------------------------------------------------------
 
 
-@router.post("/businesses/{business_id}/busy", status_code=201)
+@router.post("/businesses/{business_id}/busy", status_code=201, responses=one(BusyRead, 201))
 async def add_busy(
     business_id: str, body: BusyCreate, request: Request, ctx: Admin, idem: Idem
 ) -> Response:
@@ -247,7 +251,7 @@ async def add_busy(
     return await run_write(request, ctx, idem, work)
 
 
-@router.get("/businesses/{business_id}/busy")
+@router.get("/businesses/{business_id}/busy", responses=many(BusyRead))
 async def list_busy(
     business_id: str,
     request: Request,
@@ -269,7 +273,7 @@ async def list_busy(
     )
 
 
-@router.delete("/businesses/{business_id}/busy/{busy_id}")
+@router.delete("/businesses/{business_id}/busy/{busy_id}", responses=one(Deleted))
 async def delete_busy(
     business_id: str, busy_id: str, request: Request, ctx: Admin, idem: Idem
 ) -> Response:

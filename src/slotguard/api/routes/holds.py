@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.api import convert, envelope
 from slotguard.api.deps import context, get_db
+from slotguard.api.docs import one
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
 from slotguard.api.schemas import (
     ConfirmRead,
@@ -42,7 +43,7 @@ def hold_read(hold: Hold, ctx: RequestContext) -> HoldRead:
     )
 
 
-@router.post("/availability")
+@router.post("/availability", responses=one(HoldDecisionRead))
 async def create_hold(body: HoldCreate, request: Request, ctx: HoldWriter, idem: Idem) -> Response:
     """Check availability and hold the first free slots in one atomic step (200)."""
 
@@ -78,7 +79,7 @@ async def create_hold(body: HoldCreate, request: Request, ctx: HoldWriter, idem:
     return await run_write(request, ctx, idem, work)
 
 
-@router.get("/holds/{hold_id}")
+@router.get("/holds/{hold_id}", responses=one(HoldRead))
 async def get_hold(hold_id: str, request: Request, ctx: HoldWriter) -> Response:
     """A hold and its status (an active hold past `expires_at` reads as expired)."""
     async with get_db(request).read() as s:
@@ -86,7 +87,7 @@ async def get_hold(hold_id: str, request: Request, ctx: HoldWriter) -> Response:
     return envelope.ok(hold_read(hold, ctx))
 
 
-@router.delete("/holds/{hold_id}")
+@router.delete("/holds/{hold_id}", responses=one(HoldRead))
 async def release_hold(hold_id: str, request: Request, ctx: HoldWriter, idem: Idem) -> Response:
     """Release a hold at once; releasing twice is fine."""
 
@@ -97,7 +98,7 @@ async def release_hold(hold_id: str, request: Request, ctx: HoldWriter, idem: Id
     return await run_write(request, ctx, idem, work)
 
 
-@router.post("/bookings/{hold_id}/confirm")
+@router.post("/bookings/{hold_id}/confirm", responses=one(ConfirmRead))
 async def confirm_hold(
     hold_id: str,
     request: Request,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from slotguard.api import envelope
 from slotguard.api.deps import context, get_db
+from slotguard.api.docs import one
 from slotguard.api.webhook_schemas import OutboxKindStats, OutboxStatsRead
 from slotguard.services.context import RequestContext
 from slotguard.store import outbox_repo
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1")
 Admin = Annotated[RequestContext, Depends(context("admin"))]
 
 
-@router.get("/outbox/stats")
+@router.get("/outbox/stats", responses=one(OutboxStatsRead))
 async def outbox_stats(request: Request, ctx: Admin) -> Response:
     """Side effects of this account by kind: pending, retrying, dead, in flight."""
     async with get_db(request).read() as s:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.api import envelope
 from slotguard.api.deps import context, get_db
+from slotguard.api.docs import many, one
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
 from slotguard.api.pagination import (
     clamp_limit,
@@ -79,7 +80,7 @@ def delivery_read(d: WebhookDelivery) -> WebhookDeliveryRead:
     )
 
 
-@router.post("/webhook-endpoints", status_code=201)
+@router.post("/webhook-endpoints", status_code=201, responses=one(WebhookEndpointWithSecret, 201))
 async def create_webhook_endpoint(
     body: WebhookEndpointCreate, request: Request, ctx: Admin, idem: Idem
 ) -> Response:
@@ -99,7 +100,7 @@ async def create_webhook_endpoint(
     return await run_write(request, ctx, idem, work)
 
 
-@router.get("/webhook-endpoints")
+@router.get("/webhook-endpoints", responses=many(WebhookEndpointRead))
 async def list_webhook_endpoints(
     request: Request, ctx: Admin, limit: int | None = None, cursor: str | None = None
 ) -> Response:
@@ -115,7 +116,7 @@ async def list_webhook_endpoints(
     )
 
 
-@router.get("/webhook-endpoints/{endpoint_id}")
+@router.get("/webhook-endpoints/{endpoint_id}", responses=one(WebhookEndpointRead))
 async def get_webhook_endpoint(endpoint_id: str, request: Request, ctx: Admin) -> Response:
     """Get one webhook endpoint (without its secret)."""
     async with get_db(request).read() as s:
@@ -123,7 +124,7 @@ async def get_webhook_endpoint(endpoint_id: str, request: Request, ctx: Admin) -
     return envelope.ok(endpoint_read(endpoint))
 
 
-@router.patch("/webhook-endpoints/{endpoint_id}")
+@router.patch("/webhook-endpoints/{endpoint_id}", responses=one(WebhookEndpointRead))
 async def update_webhook_endpoint(
     endpoint_id: str, body: WebhookEndpointUpdate, request: Request, ctx: Admin, idem: Idem
 ) -> Response:
@@ -158,7 +159,9 @@ async def delete_webhook_endpoint(
     return await run_write(request, ctx, idem, work)
 
 
-@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret")
+@router.post(
+    "/webhook-endpoints/{endpoint_id}/rotate-secret", responses=one(WebhookEndpointWithSecret)
+)
 async def rotate_webhook_secret(
     endpoint_id: str,
     request: Request,
@@ -176,7 +179,7 @@ async def rotate_webhook_secret(
     return await run_write(request, ctx, idem, work)
 
 
-@router.post("/webhook-endpoints/{endpoint_id}/test")
+@router.post("/webhook-endpoints/{endpoint_id}/test", responses=one(WebhookTestRead))
 async def test_webhook_endpoint(
     endpoint_id: str, request: Request, ctx: Admin, idem: Idem
 ) -> Response:
@@ -205,7 +208,7 @@ async def test_webhook_endpoint(
     return await run_write(request, ctx, idem, work)
 
 
-@router.get("/webhook-endpoints/{endpoint_id}/deliveries")
+@router.get("/webhook-endpoints/{endpoint_id}/deliveries", responses=many(WebhookDeliveryRead))
 async def list_webhook_deliveries(
     endpoint_id: str,
     request: Request,
