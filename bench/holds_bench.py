@@ -1,4 +1,4 @@
-"""Holds benchmark (issue 3): two-phase round trips and the hold call's latency.
+"""Holds benchmark: two-phase round trips and the hold call's latency.
 
     .venv/bin/python bench/holds_bench.py [--store sqlite|postgres|both] [--seconds 10]
 
