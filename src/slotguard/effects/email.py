@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import ssl
 from collections.abc import Sequence
@@ -324,6 +325,9 @@ class LogMailSender:
     """Used when no SMTP server is configured: the whole mail goes to the log, none is lost."""
 
     async def send(self, msg: EmailMessage) -> None:
+        if not log.is_enabled_for(logging.INFO):
+            # Nothing would be written: skip decoding the three bodies.
+            return
         log.info(
             "email.logged",
             to=msg.get_all("To", []),
