@@ -179,10 +179,21 @@ async def book(
 async def get_booking(
     s: AsyncSession, ctx: RequestContext, booking_id: str, *, lock: bool = False
 ) -> Booking:
-    booking = await repo.get_booking(s, ctx.account_id, booking_id, for_update=lock)
+    """The booking, checked against the key's fence.
+
+    With `lock`, the business row is locked first and then the booking's: every writer takes
+    them in that order (preemption locks the business, then the bookings it displaces), so
+    two writers can never wait on each other in a cycle.
+    """
+    booking = await repo.get_booking(s, ctx.account_id, booking_id)
     if booking is None:
         raise NotFound("The booking does not exist.")
     ctx.actor.require_business(booking.business_id)
+    if lock:
+        await repo.lock_business(s, ctx.account_id, booking.business_id)
+        booking = await repo.get_booking(s, ctx.account_id, booking_id, for_update=True)
+        if booking is None:  # bookings are never deleted; this only narrows the type
+            raise NotFound("The booking does not exist.")
     return booking
 
 
@@ -201,7 +212,6 @@ async def cancel(
     if booking.status != "confirmed":
         raise BookingNotActive(status=booking.status)
     check_if_match(booking, if_match)
-    await repo.lock_business(s, ctx.account_id, booking.business_id)
     booking.status = "cancelled"
     booking.cancelled_at = ctx.now
     booking.cancellation_reason = reason

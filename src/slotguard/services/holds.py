@@ -239,10 +239,21 @@ async def create_hold(
 async def get_hold(
     s: AsyncSession, ctx: RequestContext, hold_id: str, *, lock: bool = False
 ) -> Hold:
-    hold = await repo.get_hold(s, ctx.account_id, hold_id, for_update=lock)
+    """The hold, checked against the key's fence.
+
+    With `lock`, the business row is locked before the hold's, the order every writer uses
+    (a preempting request locks the business, then the holds it takes), so no two writers
+    can deadlock.
+    """
+    hold = await repo.get_hold(s, ctx.account_id, hold_id)
     if hold is None:
         raise HoldNotFound()
     ctx.actor.require_business(hold.business_id)
+    if lock:
+        await repo.lock_business(s, ctx.account_id, hold.business_id)
+        hold = await repo.get_hold(s, ctx.account_id, hold_id, for_update=True)
+        if hold is None:  # holds are never deleted; this only narrows the type
+            raise HoldNotFound()
     return hold
 
 
@@ -254,7 +265,6 @@ async def release_hold(s: AsyncSession, ctx: RequestContext, hold_id: str) -> Ho
         raise HoldAlreadyConfirmed(booking_id=hold.booking_id)
     if status != "active":
         return hold  # released, expired or preempted: nothing is held any more
-    await repo.lock_business(s, ctx.account_id, hold.business_id)
     hold.status = "released"
     hold.updated_at = ctx.now
     await repo.deactivate_hold_reservations(s, hold.id)
@@ -292,7 +302,6 @@ async def confirm_hold(
 ) -> Booking:
     """Turn one held slot into a confirmed booking and release the rest, atomically."""
     hold = await get_hold(s, ctx, hold_id, lock=True)
-    ctx.actor.require_business(hold.business_id)
     _check_confirmable(hold, ctx.now)
     business = await repo.lock_business(s, ctx.account_id, hold.business_id)
     if business is None:
