@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
+import structlog.tracebacks
+
+
+def processors() -> list[Any]:
+    """The processor chain every log line goes through."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # No local variables in tracebacks: they would carry request headers (API keys) and
+        # bodies into the log.
+        structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        ),
+        structlog.processors.JSONRenderer(),
+    ]
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -14,13 +31,7 @@ def configure_logging(level: str = "INFO") -> None:
         numeric = logging.INFO
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=numeric, force=True)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=processors(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         # Not cached: tests (and reconfiguration at runtime) must see processor changes.

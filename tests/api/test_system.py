@@ -73,3 +73,26 @@ async def test_unexpected_failure_is_500_without_stack_trace(tenant: Tenant) -> 
     assert body["error"] == "internal_error" and body["code"] == 500
     assert body["request_id"] == r.headers["X-Request-Id"]
     assert "secret detail" not in json.dumps(body)
+
+
+def test_exception_logs_carry_no_local_variables() -> None:
+    """A traceback in the log must not leak what a frame held (headers with API keys)."""
+    import io
+
+    import structlog
+
+    from slotguard.logs import processors
+
+    buf = io.StringIO()
+    log = structlog.wrap_logger(structlog.PrintLogger(buf), processors=processors())
+
+    def handler(authorization: str = "Bearer sg_live_not_for_logs") -> None:
+        raise RuntimeError("boom")
+
+    try:
+        handler()
+    except RuntimeError:
+        log.error("unhandled_error", exc_info=True)
+    line = json.loads(buf.getvalue())
+    assert line["exception"][0]["exc_type"] == "RuntimeError"
+    assert "sg_live_not_for_logs" not in buf.getvalue()
