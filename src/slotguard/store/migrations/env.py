@@ -25,6 +25,11 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=sqlite,
+        # One transaction for the whole upgrade, on SQLite too (its DDL is transactional).
+        # Otherwise Alembic commits after each migration, releasing the write lock, and a
+        # second process starting at the same moment runs a migration the first is about
+        # to run as well.
+        transactional_ddl=True,
         transaction_per_migration=False,
     )
     with context.begin_transaction():
