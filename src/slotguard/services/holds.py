@@ -20,7 +20,6 @@ from slotguard.domain.errors import (
     HoldReleased,
     NoSlotsAvailable,
     SlotOutsideHold,
-    ValidationFailed,
 )
 from slotguard.ids import new_id
 from slotguard.services import audit, events
@@ -385,11 +384,3 @@ async def sweep_expired_holds(db: Database, now: dt.datetime, *, batch: int = 20
             await events.hold_event(s, ctx, "hold.expired", hold)
             done += 1
     return done
-
-
-def validate_ttl(ttl: int | None) -> None:
-    if ttl is not None and not 30 <= ttl <= 3600:
-        raise ValidationFailed(
-            "ttl_seconds must be between 30 and 3600.",
-            fields=[{"field": "ttl_seconds", "message": "must be 30-3600"}],
-        )

@@ -183,7 +183,7 @@ async def load_occupancy(
 ) -> Occupancy:
     lo, hi = start - BLOCKER_MARGIN, end + BLOCKER_MARGIN
     occ = Occupancy()
-    for r, booked_at in await repo.active_claims(s, business_id, start=lo, end=hi, now=now):
+    for r, booked_at in await repo.active_claims(s, business_id, start=lo, end=hi):
         if r.expires_at is not None and r.expires_at <= now:
             occ.stale_holds = True
             continue

@@ -250,42 +250,18 @@ async def expire_holds(s: AsyncSession, business_id: str, now: dt.datetime) -> N
     )
 
 
-async def active_reservations(
-    s: AsyncSession,
-    business_id: str,
-    *,
-    start: dt.datetime,
-    end: dt.datetime,
-    now: dt.datetime,
-) -> Sequence[Reservation]:
-    """Reservations that block time in [start, end): bookings and unexpired held slots."""
-    return (
-        await s.scalars(
-            select(Reservation).where(
-                Reservation.business_id == business_id,
-                Reservation.active.is_(True),
-                Reservation.start_at < end,
-                Reservation.end_at > start,
-                or_(Reservation.expires_at.is_(None), Reservation.expires_at > now),
-            )
-        )
-    ).all()
-
-
 async def active_claims(
     s: AsyncSession,
     business_id: str,
     *,
     start: dt.datetime,
     end: dt.datetime,
-    now: dt.datetime,
 ) -> Sequence[tuple[Reservation, dt.datetime | None]]:
     """Active reservations in [start, end) with their booking's creation time (or None).
 
     Hold rows past `expires_at` are included: they no longer block, but the caller must know
     of them to clear them (`expire_holds`) before inserting a reservation over them.
     """
-    del now
     rows = await s.execute(
         select(Reservation, Booking.created_at)
         .outerjoin(Booking, Booking.id == Reservation.booking_id)
@@ -311,26 +287,6 @@ async def busy_between(
         )
     )
     return [(r[0], r[1]) for r in rows]
-
-
-async def booking_starts_between(
-    s: AsyncSession,
-    business_id: str,
-    *,
-    start: dt.datetime,
-    end: dt.datetime,
-    exclude_booking_id: str | None = None,
-) -> Sequence[dt.datetime]:
-    """Start instants of confirmed bookings in [start, end) (for the daily cap)."""
-    q = select(Booking.start_at).where(
-        Booking.business_id == business_id,
-        Booking.status == "confirmed",
-        Booking.start_at >= start,
-        Booking.start_at < end,
-    )
-    if exclude_booking_id:
-        q = q.where(Booking.id != exclude_booking_id)
-    return list((await s.scalars(q)).all())
 
 
 async def deactivate_booking_reservation(s: AsyncSession, booking_id: str) -> None:
