@@ -339,3 +339,117 @@ class WebhookDelivery(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     response_snippet: Mapped[str | None] = mapped_column(Text)
     attempted_at: Mapped[dt.datetime]
+
+
+# -- calendars: connections, the local busy copy, write-back links ----------------------
+
+
+class Calendar(Base):
+    """A connected calendar and its sync state.
+
+    The local copy is versioned: ``copy_generation`` names the complete copy availability
+    reads (0 = none yet). A full resync writes generation + 1 beside it and flips this
+    pointer in the same transaction, so no reader sees a half-loaded calendar. The lease
+    (``lease_owner``/``lease_until``) is taken with a conditional UPDATE, so two workers
+    never sync one calendar at once, on either store.
+    """
+
+    __tablename__ = "calendars"
+    __table_args__ = (
+        Index("ix_calendars_business", "business_id", "id"),
+        Index("ix_calendars_due", "next_sync_at"),
+        # At most one calendar that bookings are written to, per business (§7.1).
+        Index(
+            "uq_calendars_one_write_per_business",
+            "business_id",
+            unique=True,
+            sqlite_where=text("role IN ('write', 'both')"),
+            postgresql_where=text("role IN ('write', 'both')"),
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    business_id: Mapped[str] = mapped_column(ForeignKey("businesses.id"))
+    provider: Mapped[str] = mapped_column(String(16))  # ics | caldav | google | microsoft
+    role: Mapped[str] = mapped_column(String(8))  # busy | write | both
+    name: Mapped[str | None] = mapped_column(String(200))
+    # Without any user-info part: credentials live only in `credentials`.
+    url: Mapped[str | None] = mapped_column(String(2000))
+    provider_calendar_id: Mapped[str | None] = mapped_column(String(500))
+    # Non-secret provider settings (returned by the API).
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Fernet token of {"calendar_id": …, "secrets": {…}} (§7.4); never returned or logged.
+    credentials: Mapped[str | None] = mapped_column(Text)
+    # Bumped on every credential write, so concurrent writers (a token refresh racing a
+    # PATCH) can update conditionally.
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0)
+    # The calendar's own zone when the source says (all-day events); None = business zone.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # pending | active | error | auth_failed
+    last_synced_at: Mapped[dt.datetime | None]
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    busy_count: Mapped[int] = mapped_column(Integer, default=0)
+    copy_generation: Mapped[int] = mapped_column(Integer, default=0)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    window_start: Mapped[dt.datetime | None]
+    window_end: Mapped[dt.datetime | None]
+    last_full_sync_at: Mapped[dt.datetime | None]
+    next_sync_at: Mapped[dt.datetime]
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(40))
+    lease_until: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class CalendarItem(Base):
+    """One remote object of a calendar's local copy (a CalDAV resource, an ICS event
+    series, a Google/Graph event), kept to merge deltas and diff etags."""
+
+    __tablename__ = "calendar_items"
+    __table_args__ = (
+        UniqueConstraint("calendar_id", "generation", "external_id"),
+        Index("ix_calendar_items_series", "calendar_id", "generation", "series_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    calendar_id: Mapped[str] = mapped_column(ForeignKey("calendars.id"))
+    generation: Mapped[int] = mapped_column(Integer)
+    external_id: Mapped[str] = mapped_column(String(1000))
+    etag: Mapped[str | None] = mapped_column(String(500))
+    series_id: Mapped[str | None] = mapped_column(String(1000))
+    own_booking_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class CalendarBusy(Base):
+    """Busy time of one calendar item (after the busy rule and recurrence expansion).
+    Availability reads the rows of each calendar's current ``copy_generation`` only."""
+
+    __tablename__ = "calendar_busy"
+    __table_args__ = (
+        Index("ix_calendar_busy_business_time", "business_id", "start_at", "end_at"),
+        Index("ix_calendar_busy_item", "item_id"),
+        Index("ix_calendar_busy_calendar_gen", "calendar_id", "generation"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    calendar_id: Mapped[str] = mapped_column(ForeignKey("calendars.id"))
+    business_id: Mapped[str] = mapped_column(String(40))
+    generation: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[int] = mapped_column(Integer)
+    start_at: Mapped[dt.datetime]
+    end_at: Mapped[dt.datetime]
+
+
+class CalendarEventLink(Base):
+    """Where a booking's event was written (§7.3): the write calendar, the identity
+    generation (``remote_identity(booking_id, generation)``), remote id and etag."""
+
+    __tablename__ = "calendar_event_links"
+    __table_args__ = (Index("ix_calendar_event_links_calendar", "calendar_id"),)
+    booking_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    calendar_id: Mapped[str] = mapped_column(String(40))
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    remote_id: Mapped[str | None] = mapped_column(String(1000))
+    etag: Mapped[str | None] = mapped_column(String(500))
+    # written | deleted
+    state: Mapped[str] = mapped_column(String(12))
+    updated_at: Mapped[dt.datetime]

@@ -1,0 +1,1 @@
+"""Connected calendars: the provider interface, providers, the sync engine, recurrence."""
