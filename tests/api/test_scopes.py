@@ -43,6 +43,12 @@ class Row:
 MATRIX: list[Row] = [
     # availability
     Row("GET", "/v1/availability/slots?business_id={business_id}", "availability:read"),
+    Row(
+        "GET",
+        "/v1/availability/check?business_id={business_id}&start_time={t_book}",
+        "availability:read",
+    ),
+    Row("GET", "/v1/me", None),
     # bookings
     Row("GET", "/v1/bookings", "bookings:read"),
     Row("GET", "/v1/bookings/{booking_id}", "bookings:read"),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.domain.arbitration import Caller, Claim
-from slotguard.domain.availability import RejectReason, check_slot
+from slotguard.domain.availability import Interval, RejectReason, check_slot, compute_slots
 from slotguard.domain.errors import (
     BookingNotActive,
     DomainError,
@@ -31,6 +31,7 @@ from slotguard.services.context import RequestContext
 from slotguard.services.preemption import displace
 from slotguard.services.scheduling import (
     ClassTerms,
+    Occupancy,
     Scheduling,
     clear_stale_holds,
     load_occupancy,
@@ -80,12 +81,7 @@ async def _check_time(
     end: dt.datetime,
     exclude_booking_id: str | None = None,
 ) -> tuple[RejectReason | None, list[Claim]]:
-    """Check [start, end) for this caller: the reason it fails, or the holds it displaces.
-
-    A direct booking may take the slot of a live hold of strictly lower priority (§5);
-    confirmed bookings always block it.
-    """
-    req = sched.slot_request(duration=end - start, now=ctx.now)
+    """Check [start, end) for this caller: the reason it fails, or the holds it displaces."""
     occ = await load_occupancy(
         s,
         sched.business.id,
@@ -95,6 +91,23 @@ async def _check_time(
         exclude_booking_id=exclude_booking_id,
     )
     await clear_stale_holds(s, occ, sched.business.id, ctx.now)
+    return _decide(ctx, sched, occ, start=start, end=end)
+
+
+def _decide(
+    ctx: RequestContext,
+    sched: Scheduling,
+    occ: Occupancy,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> tuple[RejectReason | None, list[Claim]]:
+    """The booking's rule check on loaded occupancy; shared by writes and the dry run.
+
+    A direct booking may take the slot of a live hold of strictly lower priority (§5);
+    confirmed bookings always block it.
+    """
+    req = sched.slot_request(duration=end - start, now=ctx.now)
     caller = Caller(priority=sched.terms.priority, may_preempt_bookings=False)
     per_day = occ.per_day(sched.tz)
     reason: RejectReason | None = None
@@ -107,6 +120,73 @@ async def _check_time(
         if reason not in ("overlaps_hold", "buffer"):
             break
     return reason, []
+
+
+def _interval(
+    ctx: RequestContext, sched: Scheduling, start: dt.datetime, end: dt.datetime | None
+) -> tuple[dt.datetime, dt.datetime]:
+    if end is None:
+        end = start + sched.duration(None)
+    if end <= start:
+        raise _fail("end_time", "end_time must be after start_time")
+    if start < ctx.now:
+        raise _fail("start_time", "start_time is in the past")
+    return start, end
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """Would `book` with these arguments succeed right now (§3.4)?"""
+
+    scheduling: Scheduling
+    start: dt.datetime
+    end: dt.datetime
+    reason: RejectReason | None
+    next_available: Interval | None
+
+
+NEXT_AVAILABLE_HORIZON = dt.timedelta(hours=72)
+
+
+async def check_booking(
+    s: AsyncSession,
+    ctx: RequestContext,
+    *,
+    business_id: str | None,
+    owner_email: str | None,
+    start: dt.datetime,
+    end: dt.datetime | None,
+    meeting_class: str | None,
+) -> CheckResult:
+    """`book`'s atomic check as a dry run: the same rules on the same blockers, no writes."""
+    sched = await load_scheduling(
+        s,
+        ctx,
+        business_id=business_id,
+        owner_email=owner_email,
+        meeting_class=meeting_class,
+        lock=False,
+    )
+    start, end = _interval(ctx, sched, start, end)
+    horizon = start + NEXT_AVAILABLE_HORIZON
+    occ = await load_occupancy(s, sched.business.id, start=start, end=horizon, now=ctx.now)
+    reason, _ = _decide(ctx, sched, occ, start=start, end=end)
+    nxt: Interval | None = None
+    if reason is not None:
+        # What a direct booking by this caller could get instead: lower-priority holds give
+        # way, confirmed bookings do not (as in the slot listing).
+        req = sched.slot_request(duration=end - start, now=ctx.now)
+        caller = Caller(priority=sched.terms.priority, may_preempt_bookings=False)
+        later = compute_slots(
+            req,
+            window_start=start,
+            window_end=horizon,
+            blockers=occ.blockers(caller, tier="take_holds", now=ctx.now),
+            bookings_per_day=occ.per_day(sched.tz),
+            limit=2,
+        )
+        nxt = next((x for x in later if x.start > start), None)
+    return CheckResult(scheduling=sched, start=start, end=end, reason=reason, next_available=nxt)
 
 
 async def book(
@@ -129,12 +209,7 @@ async def book(
         meeting_class=meeting_class,
         lock=True,
     )
-    if end is None:
-        end = start + sched.duration(None)
-    if end <= start:
-        raise _fail("end_time", "end_time must be after start_time")
-    if start < ctx.now:
-        raise _fail("start_time", "start_time is in the past")
+    start, end = _interval(ctx, sched, start, end)
     reason, taken = await _check_time(s, ctx, sched, start=start, end=end)
     if reason is not None:
         raise _rejected(ctx, sched, reason, start=start, end=end)
@@ -392,4 +467,14 @@ async def list_bookings(
     )
 
 
-__all__ = ["DomainError", "book", "cancel", "get_booking", "list_bookings", "reschedule", "update"]
+__all__ = [
+    "CheckResult",
+    "DomainError",
+    "book",
+    "cancel",
+    "check_booking",
+    "get_booking",
+    "list_bookings",
+    "reschedule",
+    "update",
+]

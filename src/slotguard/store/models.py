@@ -233,6 +233,9 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_account_id", "account_id", "id"),
         Index("ix_audit_account_booking", "account_id", "booking_id"),
+        # explain_decision and the audit filters (issue 11)
+        Index("ix_audit_account_hold", "account_id", "hold_id"),
+        Index("ix_audit_account_request", "account_id", "request_id"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(40))

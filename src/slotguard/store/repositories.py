@@ -478,6 +478,7 @@ def _audit_query(
     agent_id: str | None,
     booking_id: str | None,
     hold_id: str | None,
+    request_id: str | None = None,
     since: dt.datetime | None,
     until: dt.datetime | None,
 ) -> Select[tuple[AuditEntry]]:
@@ -494,6 +495,8 @@ def _audit_query(
         q = q.where(AuditEntry.booking_id == booking_id)
     if hold_id:
         q = q.where(AuditEntry.hold_id == hold_id)
+    if request_id:
+        q = q.where(AuditEntry.request_id == request_id)
     if since is not None:
         q = q.where(AuditEntry.at >= since)
     if until is not None:

@@ -24,7 +24,7 @@ Auditor = Annotated[RequestContext, Depends(context("audit:read"))]
 def _filters(ctx: RequestContext, **given: Any) -> dict[str, Any]:
     if given.get("business_id"):
         ctx.actor.require_business(given["business_id"])
-    return {"business_ids": ctx.actor.allowed_business_ids, "hold_id": None, **given}
+    return {"business_ids": ctx.actor.allowed_business_ids, **given}
 
 
 @router.get("/audit-log", responses=many(AuditRead))
@@ -36,6 +36,7 @@ async def list_audit(
     agent_id: str | None = None,
     booking_id: str | None = None,
     hold_id: str | None = None,
+    request_id: str | None = None,
     since: Instant | None = None,
     until: Instant | None = None,
     limit: int | None = None,
@@ -51,6 +52,7 @@ async def list_audit(
         agent_id=agent_id,
         booking_id=booking_id,
         hold_id=hold_id,
+        request_id=request_id,
         since=since,
         until=until,
     )
@@ -77,6 +79,7 @@ async def export_audit(
     agent_id: str | None = None,
     booking_id: str | None = None,
     hold_id: str | None = None,
+    request_id: str | None = None,
     since: Instant | None = None,
     until: Instant | None = None,
 ) -> StreamingResponse:
@@ -88,6 +91,7 @@ async def export_audit(
         agent_id=agent_id,
         booking_id=booking_id,
         hold_id=hold_id,
+        request_id=request_id,
         since=since,
         until=until,
     )

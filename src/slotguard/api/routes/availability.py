@@ -1,4 +1,4 @@
-"""Free time (§3.1)."""
+"""Free time (§3.1) and the dry-run booking check (§3.4)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from slotguard.api import envelope
 from slotguard.api.deps import context, get_db
 from slotguard.api.docs import one
 from slotguard.api.schemas import Instant, SlotsRead, ZoneName
+from slotguard.api.schemas_agents import AvailabilityCheckRead
+from slotguard.domain.errors import ValidationFailed
 from slotguard.domain.timezones import zone
 from slotguard.services import availability as svc
+from slotguard.services import bookings as bookings_svc
 from slotguard.services.context import RequestContext
 
 router = APIRouter(prefix="/v1")
@@ -71,3 +74,52 @@ def _local(t: dt.datetime, tz: dt.tzinfo) -> str:
     """RFC 3339 in `tz`, written as pydantic writes instants (a zero offset is `Z`)."""
     text = t.astimezone(tz).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+@router.get("/availability/check", responses=one(AvailabilityCheckRead))
+async def check_slot(
+    request: Request,
+    ctx: Annotated[RequestContext, Depends(context("availability:read"))],
+    business_id: str | None = None,
+    owner_email: str | None = None,
+    start_time: Instant | None = None,
+    end_time: Instant | None = None,
+    meeting_class: str | None = None,
+    start: Annotated[Instant | None, Query(description="Alias of start_time")] = None,
+    end: Annotated[Instant | None, Query(description="Alias of end_time")] = None,
+) -> Response:
+    """Would this booking succeed now? The booking's atomic check as a dry run, no writes."""
+    begin = start_time or start
+    finish = end_time or end
+    missing = [] if begin is not None else [{"field": "start_time", "message": "is required"}]
+    if not business_id and not owner_email:
+        missing.append({"field": "business_id", "message": "business_id or owner_email"})
+    if missing:
+        raise ValidationFailed("The query is missing required parameters.", fields=missing)
+    assert begin is not None
+    async with get_db(request).read() as s:
+        result = await bookings_svc.check_booking(
+            s,
+            ctx,
+            business_id=business_id,
+            owner_email=owner_email,
+            start=begin,
+            end=finish,
+            meeting_class=meeting_class,
+        )
+    body: dict[str, object] = {"available": result.reason is None}
+    if result.reason is not None:
+        body["reason"] = result.reason
+        if result.next_available is not None:
+            nxt = result.next_available
+            body["next_available"] = {
+                "start": _local(nxt.start, dt.UTC),
+                "end": _local(nxt.end, dt.UTC),
+            }
+    body |= {
+        "business_id": result.scheduling.business.id,
+        "meeting_class": result.scheduling.terms.name,
+        "start_time": _local(result.start, dt.UTC),
+        "end_time": _local(result.end, dt.UTC),
+    }
+    return envelope.ok(body)
