@@ -37,6 +37,26 @@ class Settings(BaseSettings):
     # Requests per API key, in `limits` notation ("600/minute"); unset = no limit. Counted
     # per server process.
     rate_limit: str | None = Field(default=None, validation_alias="SLOTGUARD_RATE_LIMIT")
+    # Calendars (§7): user-supplied CalDAV/ICS URLs pass the webhook address guard unless
+    # this is set (a LAN CalDAV server, tests).
+    allow_private_calendars: bool = Field(
+        default=False, validation_alias="SLOTGUARD_ALLOW_PRIVATE_CALENDARS"
+    )
+    # Seconds between two syncs of one calendar (each run is jittered by up to ±10 %).
+    calendar_sync_seconds: float = Field(
+        default=120.0, ge=5.0, validation_alias="SLOTGUARD_CALENDAR_SYNC_SECONDS"
+    )
+    # One request to a calendar provider, and one whole sync, may take this long.
+    calendar_timeout_seconds: float = Field(
+        default=30.0, gt=0, validation_alias="SLOTGUARD_CALENDAR_TIMEOUT_SECONDS"
+    )
+    calendar_sync_timeout_seconds: float = Field(
+        default=300.0, gt=0, validation_alias="SLOTGUARD_CALENDAR_SYNC_TIMEOUT_SECONDS"
+    )
+    # Largest answer read from a provider (a feed, one CalDAV response), after decompression.
+    calendar_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, validation_alias="SLOTGUARD_CALENDAR_MAX_BYTES"
+    )
     # Run the background worker (hold-expiry sweeper, outbox) inside `serve`.
     embedded_worker: bool = Field(default=True, validation_alias="SLOTGUARD_EMBEDDED_WORKER")
 

@@ -15,13 +15,17 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
+from slotguard.api.app import create_app
+from slotguard.calendars.sync import SyncConfig
+from slotguard.config import Settings
+from tests.conftest import Store, Tenant, new_tenant
 from tests.effects.conftest import free_port
 
 RADICALE_USER = "alice"
@@ -230,3 +234,39 @@ def feed() -> Iterator[FeedServer]:
         yield server
     finally:
         server.stop()
+
+
+# --- the API with calendars enabled --------------------------------------------------------
+
+SECRET_KEY = "a long passphrase used only by the calendar tests"
+
+
+@pytest.fixture(scope="session")
+async def cal_client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        database_url=store.url,
+        embedded_worker=False,
+        allow_private_calendars=True,
+        secret_key=SECRET_KEY,
+    )
+    app = create_app(settings, db=store.db)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+async def ct(store: Store, cal_client: httpx.AsyncClient) -> Tenant:
+    """A fresh account on the calendar-enabled app."""
+    return await new_tenant(store, cal_client)
+
+
+def sync_config(**overrides: object) -> SyncConfig:
+    base: dict[str, object] = {
+        "allow_private": True,
+        "secret_key": SECRET_KEY,
+        "request_timeout_s": 5.0,
+        "sync_timeout_s": 20.0,
+    }
+    base.update(overrides)
+    return SyncConfig(**base)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from slotguard.api.routes import (
     availability,
     bookings,
     businesses,
+    calendars,
     holds,
     me,
     outbox,
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         agents,
         webhooks,
         outbox,
+        calendars,
     ):
         app.include_router(module.router)
     app.add_middleware(RequestMiddleware)

@@ -176,6 +176,9 @@ class SlotsRead(BaseModel):
     duration_minutes: int
     slots: list[Slot]
     computed_at: dt.datetime
+    warnings: list[dict[str, Any]] = Field(
+        default_factory=list, description='e.g. {"code": "calendar_stale", "calendar_id": …}'
+    )
 
 
 # -- bookings ----------------------------------------------------------------------------

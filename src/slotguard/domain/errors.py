@@ -100,3 +100,30 @@ class SlotOutsideHold(DomainError):
 
 class Forbidden(DomainError):
     code, status, default_message = "forbidden", 403, "This key may not do that."
+
+
+# -- calendars (§7) ----------------------------------------------------------------------
+
+
+class CalendarAuthFailed(DomainError):
+    code, status, default_message = (
+        "calendar_auth_failed",
+        422,
+        "The calendar refused the credentials.",
+    )
+
+
+class CalendarUnreachable(DomainError):
+    code, status, default_message = (
+        "calendar_unreachable",
+        422,
+        "The calendar could not be reached or is not a usable calendar.",
+    )
+
+
+class SecretKeyRequired(DomainError):
+    code, status, default_message = (
+        "secret_key_required",
+        422,
+        "Storing calendar credentials needs SLOTGUARD_SECRET_KEY to be set on the server.",
+    )

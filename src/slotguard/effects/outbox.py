@@ -37,6 +37,7 @@ import structlog
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from slotguard.calendars.writeback import CalendarWriter
 from slotguard.effects.email import (
     BookingMail,
     EmailKind,
@@ -119,8 +120,10 @@ class OutboxWorker:
         clock: Clock = utcnow,
         rng: random.Random | None = None,
         worker_id: str | None = None,
+        calendar_writer: CalendarWriter | None = None,
     ) -> None:
         self.db = db
+        self.calendar_writer = calendar_writer
         self.http = http
         self.mailer = mailer
         self.email_from = email_from
@@ -238,6 +241,8 @@ class OutboxWorker:
                     await self._deliver_webhook(job)
                 elif job.message.kind == "email":
                     await self._deliver_email(job)
+                elif job.message.kind == "calendar":
+                    await self._deliver_calendar(job)
                 else:
                     job.outcome = self._dead(job, f"unknown message kind {job.message.kind!r}")
         except TimeoutError:
@@ -373,6 +378,21 @@ class OutboxWorker:
             job.outcome = self._dead(job, GONE_REASON)
         else:
             job.outcome = self._failed(job, describe(result))
+
+    # -- calendar write-back ---------------------------------------------------------------
+
+    async def _deliver_calendar(self, job: _Job) -> None:
+        if self.calendar_writer is None:
+            job.outcome = self._failed(job, "no calendar writer in this worker")
+            return
+        final = next_attempt_delay(job.message.attempts, self.rng) is None
+        result = await self.calendar_writer.deliver(job.message, final=final)
+        if result.status == "delivered":
+            job.outcome = self._delivered(job, result.error)
+        elif result.status == "dead":
+            job.outcome = self._dead(job, result.error or "calendar write failed")
+        else:
+            job.outcome = self._failed(job, result.error or "calendar write failed")
 
     # -- email ---------------------------------------------------------------------------
 

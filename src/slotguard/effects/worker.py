@@ -17,6 +17,9 @@ from typing import Any
 
 import structlog
 
+from slotguard.calendars.http import make_calendar_client
+from slotguard.calendars.sync import CalendarSync, SyncConfig
+from slotguard.calendars.writeback import CalendarWriter
 from slotguard.config import Settings, get_settings
 from slotguard.effects.email import MailDeliveryError, MailSender, mail_sender_from_settings
 from slotguard.effects.netguard import make_webhook_client
@@ -141,18 +144,27 @@ async def _run(
     else:
         log.warning("hold_sweeper_unavailable")
 
-    async with make_webhook_client(
-        allow_private=settings.allow_private_webhooks, timeout=WEBHOOK_TIMEOUT_S
-    ) as http:
+    calendar_config = SyncConfig.from_settings(settings)
+    async with (
+        make_webhook_client(
+            allow_private=settings.allow_private_webhooks, timeout=WEBHOOK_TIMEOUT_S
+        ) as http,
+        make_calendar_client(
+            allow_private=calendar_config.allow_private,
+            timeout=calendar_config.request_timeout_s,
+        ) as calendar_http,
+    ):
         outbox = OutboxWorker(
             db,
             http=http,
             mailer=mailer,
             email_from=settings.email_from,
             settings=outbox_settings,
+            calendar_writer=CalendarWriter(db, config=calendar_config, http=calendar_http),
         )
+        calendar_sync = CalendarSync(db, config=calendar_config, http=calendar_http)
         log.info("worker_started", worker=outbox.worker_id, hold_sweeper=sweeper is not None)
-        await asyncio.gather(outbox.run(stop), *jobs)
+        await asyncio.gather(outbox.run(stop), calendar_sync.run(stop), *jobs)
         log.info("worker_stopped", worker=outbox.worker_id, delivered=outbox.delivered)
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.domain.arbitration import Caller
 from slotguard.domain.availability import Interval, compute_slots
 from slotguard.domain.errors import ValidationFailed, WindowTooLarge
+from slotguard.services.calendars import stale_warnings
 from slotguard.services.context import RequestContext
 from slotguard.services.scheduling import Scheduling, load_occupancy, load_scheduling
 
@@ -22,6 +24,7 @@ class SlotsResult:
     scheduling: Scheduling
     duration: dt.timedelta
     slots: list[Interval]
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def resolve_window(
@@ -83,4 +86,5 @@ async def get_slots(
         bookings_per_day=occ.per_day(sched.tz),
         limit=limit,
     )
-    return SlotsResult(scheduling=sched, duration=duration, slots=slots)
+    warnings = await stale_warnings(s, sched.business.id, now=ctx.now)
+    return SlotsResult(scheduling=sched, duration=duration, slots=slots, warnings=warnings)

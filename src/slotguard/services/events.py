@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slotguard.ids import new_id
 from slotguard.services import render
 from slotguard.services.context import RequestContext
-from slotguard.store import outbox_repo
+from slotguard.store import calendar_repo, outbox_repo
 from slotguard.store.models import Booking, Business, Hold, OutboxMessage
 
 BOOKING_EVENTS = (
@@ -33,6 +33,8 @@ BOOKING_EVENTS = (
 HOLD_EVENTS = ("hold.expired",)
 EVENT_TYPES = BOOKING_EVENTS + HOLD_EVENTS
 TEST_EVENT = "webhook.test"
+# Outbox kind of the calendar write-back (`calendars.writeback`).
+CALENDAR_KIND = "calendar"
 
 # Which mail a booking event sends (effects.email.EmailKind).
 EMAIL_KIND: Final[dict[str, str]] = {
@@ -159,6 +161,28 @@ def _has_recipient(snapshot: dict[str, Any]) -> bool:
     )
 
 
+async def _calendar_write(
+    s: AsyncSession, booking: Booking, event_type: str, event_id: str, now: dt.datetime
+) -> OutboxMessage | None:
+    """The write-back message (§7.3) when the business has a write calendar, or when the
+    booking was written to one and its event must now go. Sets `calendar_sync_status`."""
+    if booking.status == "confirmed":
+        if await calendar_repo.write_calendar_id(s, booking.business_id) is None:
+            return None
+    elif booking.calendar_sync_status == "not_applicable":
+        return None
+    booking.calendar_sync_status = "pending"
+    return _message(
+        account_id=booking.account_id,
+        kind=CALENDAR_KIND,
+        event_type=event_type,
+        event_id=event_id,
+        payload={"booking_id": booking.id},
+        now=now,
+        booking_id=booking.id,
+    )
+
+
 async def booking_event(
     s: AsyncSession, ctx: RequestContext | None, event_type: str, booking: Booking
 ) -> None:
@@ -168,6 +192,7 @@ async def booking_event(
         raise ValueError(f"unknown booking event {event_type!r}")
     now = _now(ctx)
     event_id = new_id("evt")
+    calendar_row = await _calendar_write(s, booking, event_type, event_id, now)
     rows = await _webhooks(
         s,
         account_id=booking.account_id,
@@ -177,6 +202,8 @@ async def booking_event(
         now=now,
         booking_id=booking.id,
     )
+    if calendar_row is not None:
+        rows.append(calendar_row)
     kind = EMAIL_KIND.get(event_type)
     if kind is not None:
         business = await s.get(Business, booking.business_id)

@@ -31,6 +31,7 @@ from slotguard.services.bookings_state import (
     reservation_for,
     snapshot,
 )
+from slotguard.services.calendars import stale_warnings
 from slotguard.services.context import Actor, RequestContext
 from slotguard.services.preemption import Displaced, displace
 from slotguard.services.scheduling import (
@@ -232,7 +233,8 @@ async def create_hold(
             "preempted_bookings": displaced.booking_ids,
         },
     )
-    return HoldDecision(hold=hold, decision=decision, displaced=displaced)
+    warnings = await stale_warnings(s, sched.business.id, now=ctx.now)
+    return HoldDecision(hold=hold, decision=decision, displaced=displaced, warnings=warnings)
 
 
 async def get_hold(

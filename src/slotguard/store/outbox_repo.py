@@ -27,7 +27,7 @@ from slotguard.store.models import OutboxMessage, WebhookDelivery, WebhookEndpoi
 from slotguard.store.types import JSONType, UTCDateTime
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
-KINDS = ("webhook", "email")
+KINDS = ("webhook", "email", "calendar")
 
 
 def _rowcount(result: Any) -> int:

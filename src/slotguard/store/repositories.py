@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slotguard.store import calendar_repo
 from slotguard.store.models import (
     Account,
     Agent,
@@ -279,13 +280,14 @@ async def active_claims(
 async def busy_between(
     s: AsyncSession, business_id: str, *, start: dt.datetime, end: dt.datetime
 ) -> Sequence[tuple[dt.datetime, dt.datetime]]:
-    rows = await s.execute(
-        select(BusyInterval.start_at, BusyInterval.end_at).where(
-            BusyInterval.business_id == business_id,
-            BusyInterval.start_at < end,
-            BusyInterval.end_at > start,
-        )
+    posted = select(BusyInterval.start_at, BusyInterval.end_at).where(
+        BusyInterval.business_id == business_id,
+        BusyInterval.start_at < end,
+        BusyInterval.end_at > start,
     )
+    # Busy time from connected calendars (their local copies) blocks exactly the same way.
+    synced = calendar_repo.business_calendar_busy(business_id, start=start, end=end)
+    rows = await s.execute(posted.union_all(synced))
     return [(r[0], r[1]) for r in rows]
 
 

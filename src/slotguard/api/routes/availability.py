@@ -66,6 +66,7 @@ async def get_slots(
                 {"start": _local(i.start, tz), "end": _local(i.end, tz)} for i in result.slots
             ],
             "computed_at": _local(ctx.now, dt.UTC),
+            "warnings": result.warnings,
         }
     )
 

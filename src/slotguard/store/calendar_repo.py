@@ -1,0 +1,332 @@
+"""Queries for connected calendars: the rows, the lease, the local copy, write-back links."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slotguard.store.models import (
+    Calendar,
+    CalendarBusy,
+    CalendarEventLink,
+    CalendarItem,
+)
+
+BUSY_ROLES = ("busy", "both")
+WRITE_ROLES = ("write", "both")
+# Rows per INSERT statement when a copy is written.
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    """One item of a copy to write: its identity and busy periods (UTC)."""
+
+    external_id: str
+    etag: str | None
+    series_id: str | None
+    own_booking_id: str | None
+    periods: Sequence[tuple[dt.datetime, dt.datetime]]
+
+
+# -- calendar rows -----------------------------------------------------------------------
+
+
+async def get_calendar(
+    s: AsyncSession, account_id: str, business_id: str, calendar_id: str
+) -> Calendar | None:
+    found: Calendar | None = await s.scalar(
+        select(Calendar)
+        .where(
+            Calendar.id == calendar_id,
+            Calendar.account_id == account_id,
+            Calendar.business_id == business_id,
+        )
+        .execution_options(populate_existing=True)
+    )
+    return found
+
+
+async def calendar_by_id(s: AsyncSession, calendar_id: str) -> Calendar | None:
+    found: Calendar | None = await s.scalar(
+        select(Calendar).where(Calendar.id == calendar_id).execution_options(populate_existing=True)
+    )
+    return found
+
+
+async def list_calendars(
+    s: AsyncSession, business_id: str, *, after: str | None, limit: int
+) -> Sequence[Calendar]:
+    q = select(Calendar).where(Calendar.business_id == business_id)
+    if after:
+        q = q.where(Calendar.id > after)
+    return (await s.scalars(q.order_by(Calendar.id).limit(limit))).all()
+
+
+async def write_calendar(s: AsyncSession, business_id: str) -> Calendar | None:
+    found: Calendar | None = await s.scalar(
+        select(Calendar).where(Calendar.business_id == business_id, Calendar.role.in_(WRITE_ROLES))
+    )
+    return found
+
+
+async def write_calendar_id(s: AsyncSession, business_id: str) -> str | None:
+    found: str | None = await s.scalar(
+        select(Calendar.id).where(
+            Calendar.business_id == business_id, Calendar.role.in_(WRITE_ROLES)
+        )
+    )
+    return found
+
+
+async def busy_calendars(s: AsyncSession, business_id: str) -> Sequence[Calendar]:
+    """The calendars whose events block this business (for staleness warnings)."""
+    return (
+        await s.scalars(
+            select(Calendar).where(
+                Calendar.business_id == business_id, Calendar.role.in_(BUSY_ROLES)
+            )
+        )
+    ).all()
+
+
+async def delete_calendar(s: AsyncSession, calendar_id: str) -> None:
+    """The calendar, its local copy and its write-back links, in the caller's transaction."""
+    await s.execute(delete(CalendarBusy).where(CalendarBusy.calendar_id == calendar_id))
+    await s.execute(delete(CalendarItem).where(CalendarItem.calendar_id == calendar_id))
+    await s.execute(delete(CalendarEventLink).where(CalendarEventLink.calendar_id == calendar_id))
+    await s.execute(delete(Calendar).where(Calendar.id == calendar_id))
+
+
+async def all_credentials(s: AsyncSession) -> Sequence[tuple[str, str]]:
+    rows = await s.execute(
+        select(Calendar.id, Calendar.credentials).where(Calendar.credentials.is_not(None))
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def set_credentials(s: AsyncSession, calendar_id: str, token: str | None) -> None:
+    await s.execute(
+        update(Calendar)
+        .where(Calendar.id == calendar_id)
+        .values(credentials=token, credentials_version=Calendar.credentials_version + 1)
+    )
+
+
+# -- the lease ---------------------------------------------------------------------------
+
+
+async def due_calendar_ids(s: AsyncSession, now: dt.datetime, limit: int) -> list[str]:
+    rows = await s.scalars(
+        select(Calendar.id)
+        .where(
+            Calendar.next_sync_at <= now,
+            or_(Calendar.lease_until.is_(None), Calendar.lease_until < now),
+        )
+        .order_by(Calendar.next_sync_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def take_lease(
+    s: AsyncSession, calendar_id: str, *, owner: str, now: dt.datetime, until: dt.datetime
+) -> bool:
+    """Take the sync lease if nobody holds it: one conditional UPDATE, atomic on both stores
+    (PostgreSQL re-checks the WHERE on the locked row; SQLite writers are serialised)."""
+    result = await s.execute(
+        update(Calendar)
+        .where(
+            Calendar.id == calendar_id,
+            or_(Calendar.lease_until.is_(None), Calendar.lease_until < now),
+        )
+        .values(lease_owner=owner, lease_until=until)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def holds_lease(s: AsyncSession, calendar_id: str, owner: str) -> Calendar | None:
+    """The calendar row, locked, if ``owner`` still holds its lease (else None)."""
+    found: Calendar | None = await s.scalar(
+        select(Calendar)
+        .where(Calendar.id == calendar_id, Calendar.lease_owner == owner)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return found
+
+
+# -- the local copy ----------------------------------------------------------------------
+
+
+async def _insert_items(
+    s: AsyncSession, cal: Calendar, generation: int, items: Sequence[ItemRow]
+) -> None:
+    for i in range(0, len(items), _CHUNK):
+        chunk = items[i : i + _CHUNK]
+        ids = (
+            await s.scalars(
+                insert(CalendarItem).returning(CalendarItem.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "calendar_id": cal.id,
+                        "generation": generation,
+                        "external_id": it.external_id,
+                        "etag": it.etag,
+                        "series_id": it.series_id,
+                        "own_booking_id": it.own_booking_id,
+                    }
+                    for it in chunk
+                ],
+            )
+        ).all()
+        busy = [
+            {
+                "calendar_id": cal.id,
+                "business_id": cal.business_id,
+                "generation": generation,
+                "item_id": item_id,
+                "start_at": start,
+                "end_at": end,
+            }
+            for item_id, it in zip(ids, chunk, strict=True)
+            for start, end in it.periods
+        ]
+        for j in range(0, len(busy), _CHUNK):
+            await s.execute(insert(CalendarBusy), busy[j : j + _CHUNK])
+
+
+async def replace_copy(s: AsyncSession, cal: Calendar, items: Sequence[ItemRow]) -> int:
+    """Write a complete copy as a new generation and make it current, in the caller's
+    transaction: readers see the old copy until commit, then the new one, never a mix."""
+    generation = cal.copy_generation + 1
+    # Leftovers of a crashed earlier attempt at this generation.
+    await s.execute(
+        delete(CalendarBusy).where(
+            CalendarBusy.calendar_id == cal.id, CalendarBusy.generation >= generation
+        )
+    )
+    await s.execute(
+        delete(CalendarItem).where(
+            CalendarItem.calendar_id == cal.id, CalendarItem.generation >= generation
+        )
+    )
+    await _insert_items(s, cal, generation, _dedupe(items))
+    cal.copy_generation = generation
+    await s.execute(
+        delete(CalendarBusy).where(
+            CalendarBusy.calendar_id == cal.id, CalendarBusy.generation < generation
+        )
+    )
+    await s.execute(
+        delete(CalendarItem).where(
+            CalendarItem.calendar_id == cal.id, CalendarItem.generation < generation
+        )
+    )
+    return generation
+
+
+def _dedupe(items: Iterable[ItemRow]) -> list[ItemRow]:
+    by_id: dict[str, ItemRow] = {}
+    for it in items:
+        by_id[it.external_id] = it  # the last one wins, like a delta would
+    return list(by_id.values())
+
+
+async def merge_delta(
+    s: AsyncSession, cal: Calendar, items: Sequence[ItemRow], deleted: Sequence[str]
+) -> None:
+    """Merge a delta into the current copy: changed items replace theirs, deleted ones (and
+    the instances of a deleted series) go; everything else stays."""
+    generation = cal.copy_generation
+    items = _dedupe(items)
+    gone = {it.external_id for it in items} | set(deleted)
+    if gone:
+        names = sorted(gone)
+        doomed: list[int] = []
+        for i in range(0, len(names), _CHUNK):
+            chunk = names[i : i + _CHUNK]
+            doomed += list(
+                await s.scalars(
+                    select(CalendarItem.id).where(
+                        CalendarItem.calendar_id == cal.id,
+                        CalendarItem.generation == generation,
+                        or_(
+                            CalendarItem.external_id.in_(chunk),
+                            and_(
+                                CalendarItem.series_id.is_not(None),
+                                CalendarItem.series_id.in_([d for d in chunk if d in deleted]),
+                            ),
+                        ),
+                    )
+                )
+            )
+        for i in range(0, len(doomed), _CHUNK):
+            chunk_ids = doomed[i : i + _CHUNK]
+            await s.execute(delete(CalendarBusy).where(CalendarBusy.item_id.in_(chunk_ids)))
+            await s.execute(delete(CalendarItem).where(CalendarItem.id.in_(chunk_ids)))
+    await _insert_items(s, cal, generation, items)
+
+
+async def count_busy(s: AsyncSession, cal: Calendar) -> int:
+    return int(
+        await s.scalar(
+            select(func.count())
+            .select_from(CalendarBusy)
+            .where(
+                CalendarBusy.calendar_id == cal.id,
+                CalendarBusy.generation == cal.copy_generation,
+            )
+        )
+        or 0
+    )
+
+
+async def calendar_busy_between(
+    s: AsyncSession, calendar: Calendar, *, start: dt.datetime, end: dt.datetime, limit: int
+) -> Sequence[tuple[dt.datetime, dt.datetime]]:
+    rows = await s.execute(
+        select(CalendarBusy.start_at, CalendarBusy.end_at)
+        .where(
+            CalendarBusy.calendar_id == calendar.id,
+            CalendarBusy.generation == calendar.copy_generation,
+            CalendarBusy.start_at < end,
+            CalendarBusy.end_at > start,
+        )
+        .order_by(CalendarBusy.start_at, CalendarBusy.end_at)
+        .limit(limit)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def business_calendar_busy(
+    business_id: str, *, start: dt.datetime, end: dt.datetime
+) -> Select[tuple[dt.datetime, dt.datetime]]:
+    """SELECT (start_at, end_at) of every busy calendar's current copy of a business."""
+    return (
+        select(CalendarBusy.start_at, CalendarBusy.end_at)
+        .join(
+            Calendar,
+            and_(
+                Calendar.id == CalendarBusy.calendar_id,
+                Calendar.copy_generation == CalendarBusy.generation,
+            ),
+        )
+        .where(
+            CalendarBusy.business_id == business_id,
+            CalendarBusy.start_at < end,
+            CalendarBusy.end_at > start,
+            Calendar.role.in_(BUSY_ROLES),
+        )
+    )
+
+
+# -- write-back links --------------------------------------------------------------------
+
+
+async def get_link(s: AsyncSession, booking_id: str) -> CalendarEventLink | None:
+    return await s.get(CalendarEventLink, booking_id, populate_existing=True)
