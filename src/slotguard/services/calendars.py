@@ -121,7 +121,7 @@ async def prepare_connection(
         if not url:
             raise _invalid("url", f"a {provider} calendar needs a url")
         try:
-            clean, user, password = split_userinfo(url)
+            _, user, password = split_userinfo(url)
         except Exception:
             raise _invalid("url", "calendar URL is not a valid URL") from None
         if user and "username" in spec.secret_fields:
