@@ -60,6 +60,43 @@ class Settings(BaseSettings):
     # Run the background worker (hold-expiry sweeper, outbox) inside `serve`.
     embedded_worker: bool = Field(default=True, validation_alias="SLOTGUARD_EMBEDDED_WORKER")
 
+    # -- Google Calendar and Microsoft 365 (§7.5). Base URLs are settings so tests and
+    # sovereign clouds can point elsewhere; the address guard does not apply to them.
+    google_client_id: str | None = Field(
+        default=None, validation_alias="SLOTGUARD_GOOGLE_CLIENT_ID"
+    )
+    google_client_secret: str | None = Field(
+        default=None, validation_alias="SLOTGUARD_GOOGLE_CLIENT_SECRET"
+    )
+    google_api_url: str = Field(
+        default="https://www.googleapis.com/calendar/v3",
+        validation_alias="SLOTGUARD_GOOGLE_API_URL",
+    )
+    google_auth_url: str = Field(
+        default="https://accounts.google.com/o/oauth2/v2/auth",
+        validation_alias="SLOTGUARD_GOOGLE_AUTH_URL",
+    )
+    google_token_url: str = Field(
+        default="https://oauth2.googleapis.com/token", validation_alias="SLOTGUARD_GOOGLE_TOKEN_URL"
+    )
+    microsoft_client_id: str | None = Field(
+        default=None, validation_alias="SLOTGUARD_MICROSOFT_CLIENT_ID"
+    )
+    microsoft_client_secret: str | None = Field(
+        default=None, validation_alias="SLOTGUARD_MICROSOFT_CLIENT_SECRET"
+    )
+    microsoft_tenant: str = Field(default="common", validation_alias="SLOTGUARD_MICROSOFT_TENANT")
+    microsoft_graph_url: str = Field(
+        default="https://graph.microsoft.com/v1.0", validation_alias="SLOTGUARD_MICROSOFT_GRAPH_URL"
+    )
+    microsoft_login_url: str = Field(
+        default="https://login.microsoftonline.com",
+        validation_alias="SLOTGUARD_MICROSOFT_LOGIN_URL",
+    )
+    # The base of the OAuth redirect URI ({public_url}/v1/oauth/{provider}/callback); unset =
+    # the base URL of the request that starts the flow.
+    public_url: str | None = Field(default=None, validation_alias="SLOTGUARD_PUBLIC_URL")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

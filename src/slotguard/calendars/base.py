@@ -34,6 +34,7 @@ import httpx
 __all__ = [
     "EVENT_NAMESPACE",
     "MARKER_PROPERTY",
+    "AccessTokens",
     "BookingEvent",
     "BusyPeriod",
     "CalendarProvider",
@@ -254,6 +255,18 @@ class EventGone(ProviderError):
 SaveCredentials = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
+class AccessTokens(Protocol):
+    """A calendar's OAuth access tokens (Google, Microsoft), refreshed before they expire,
+    once per credential at a time across every worker (``calendars/tokens.py``)."""
+
+    async def get(self, *, rejected: str | None = None) -> str:
+        """A valid access token. ``rejected``: the token the provider just refused (401),
+        so a new one is fetched unless another worker already replaced it. Raises
+        ``ProviderAuthError`` when the grant is refused (no retry until the credentials
+        change) and ``ProviderUnavailable`` when the token endpoint is down or hangs."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderContext:
     """Everything a provider is built from. ``http`` is shared and already guarded (the
@@ -275,6 +288,7 @@ class ProviderContext:
     max_bytes: int = 10 * 1024 * 1024
     timeout_s: float = 30.0
     save_credentials: SaveCredentials | None = None
+    tokens: AccessTokens | None = None
 
 
 class CalendarProvider(Protocol):

@@ -456,3 +456,60 @@ class CalendarEventLink(Base):
     # written | deleted
     state: Mapped[str] = mapped_column(String(12))
     updated_at: Mapped[dt.datetime]
+
+
+# -- calendar OAuth (Google, Microsoft): browser-flow states, access tokens, refresh lease
+
+
+class OAuthState(Base):
+    """One browser connect flow (§7.5) between the authorization URL and the callback.
+
+    ``id`` is the SHA-256 of the ``state`` sent to the provider (the raw value is a bearer
+    secret and is not stored). Single use is a conditional UPDATE of ``used_at``, so two
+    callbacks racing with one state cannot both create a calendar, on either store.
+    """
+
+    __tablename__ = "oauth_states"
+    __table_args__ = (Index("ix_oauth_states_expires", "expires_at"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    business_id: Mapped[str] = mapped_column(ForeignKey("businesses.id"))
+    provider: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(8))
+    provider_calendar_id: Mapped[str | None] = mapped_column(String(500))
+    name: Mapped[str | None] = mapped_column(String(200))
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    # Fernet token of the PKCE code verifier (short-lived: not re-encrypted on key rotation).
+    verifier: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    calendar_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class CalendarOAuthToken(Base):
+    """The cached access token of a Google/Microsoft calendar and its refresh lease.
+
+    The refresh token itself lives in ``calendars.credentials``. A worker refreshes only
+    while it holds the lease (a conditional UPDATE of ``lease_owner``/``lease_until``), so
+    one credential is refreshed once at a time across every worker process; the others
+    wait for the new access token. ``refused_version`` remembers the credentials version
+    the provider refused (``invalid_grant``): no further refresh is tried until the
+    credentials change, so a dead grant never turns into a retry loop.
+    """
+
+    __tablename__ = "calendar_oauth_tokens"
+    calendar_id: Mapped[str] = mapped_column(
+        ForeignKey("calendars.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Fernet token of the access token (short-lived: not re-encrypted on key rotation;
+    # one that no longer decrypts is refreshed).
+    access_token: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(40))
+    lease_until: Mapped[dt.datetime | None]
+    refreshed_at: Mapped[dt.datetime | None]
+    refresh_count: Mapped[int] = mapped_column(Integer, default=0)
+    refused_version: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime]
