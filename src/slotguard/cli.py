@@ -42,6 +42,19 @@ async def _bootstrap(url: str, raw_key: str | None) -> tuple[str, str] | None:
 
 
 @app.command()
+def mcp() -> None:
+    """Serve the MCP server over stdio (env SLOTGUARD_URL, SLOTGUARD_API_KEY)."""
+    try:
+        from slotguard.mcp.stdio import main
+    except ModuleNotFoundError as exc:
+        if exc.name != "mcp" and not (exc.name or "").startswith("mcp."):
+            raise
+        typer.echo("slotguard mcp needs the mcp extra: pip install 'slotguard[mcp]'", err=True)
+        raise typer.Exit(2) from None
+    main()
+
+
+@app.command()
 def migrate() -> None:
     """Apply database migrations."""
     settings = get_settings()

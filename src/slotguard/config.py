@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     )
     # Run the background worker (hold-expiry sweeper, outbox) inside `serve`.
     embedded_worker: bool = Field(default=True, validation_alias="SLOTGUARD_EMBEDDED_WORKER")
+    # Serve the MCP server at /mcp (needs the `mcp` extra; off when it is not installed).
+    mcp_enabled: bool = Field(default=True, validation_alias="SLOTGUARD_MCP")
 
     # -- Google Calendar and Microsoft 365 (§7.5). Base URLs are settings so tests and
     # sovereign clouds can point elsewhere; the address guard does not apply to them.

@@ -631,9 +631,7 @@ async def test_in_progress_forever_raises_idempotency_error(
         _error(404, "not_found", "nope"),
         _error(409, "conflict", "taken", details={"reason": "overlaps_hold"}),
         _error(422, "validation_error", "bad"),
-        _error(429, "rate_limited", "slow down", headers={"Retry-After": "7"}),
-        _error(500, "internal_error", "oops"),
-        httpx.Response(500, text="Internal Server Error"),
+        httpx.Response(501, text="Not Implemented"),
     ],
 )
 async def test_other_errors_are_not_retried(
@@ -688,7 +686,7 @@ ERROR_CASES = [
 async def test_error_codes_map_to_exception_classes(
     h: Harness, server: FakeSlotguard, response: httpx.Response, exc_type: type[Exception]
 ) -> None:
-    server.faults = [canned(response)]
+    server.faults = [canned(response)] * 10  # 429 and 5xx are retried: answer every attempt
     with pytest.raises(SlotguardError) as info:
         await h.call(lambda c: c.holds.get("hld_1"))
     err = info.value
@@ -763,7 +761,7 @@ async def test_validation_and_not_found_and_auth_from_the_peer(
 
 
 async def test_rate_limited_exposes_retry_after(h: Harness, server: FakeSlotguard) -> None:
-    server.faults = [canned(_error(429, "rate_limited", "slow", headers={"Retry-After": "7"}))]
+    server.faults = [canned(_error(429, "rate_limited", "slow", headers={"Retry-After": "7"}))] * 10
     with pytest.raises(RateLimitedError) as info:
         await h.call(lambda c: c.bookings.list())
     assert info.value.retry_after == 7.0
@@ -1125,3 +1123,25 @@ def test_base_url_and_headers() -> None:
     assert request.headers["User-Agent"].startswith("slotguard-python/")
     with pytest.raises(ValueError, match="api_key"):
         Client("")
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        _error(429, "rate_limited", "slow down", headers={"Retry-After": "7"}),
+        _error(500, "internal_error", "oops"),
+        httpx.Response(500, text="Internal Server Error"),
+    ],
+)
+async def test_rate_limits_and_server_errors_are_retried_with_the_same_key(
+    h: Harness, server: FakeSlotguard, response: httpx.Response
+) -> None:
+    server.faults = [canned(response)]
+    booking = await h.call(_create())
+    assert booking["status"] == "confirmed"
+    assert len(server.requests) == 2
+    keys = {r.headers["Idempotency-Key"] for r in server.requests}
+    assert len(keys) == 1
+    assert len(h.sleeps) == 1
+    if response.status_code == 429:
+        assert h.sleeps == [7.0]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -49,7 +51,12 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         if settings.embedded_worker:
             task = asyncio.create_task(worker.run(app.state.db, stop))
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                if mcp_endpoint is not None:
+                    from slotguard.mcp.http import lifespan as mcp_lifespan
+
+                    await stack.enter_async_context(mcp_lifespan(mcp_endpoint))
+                yield
         finally:
             stop.set()
             if task is not None:
@@ -82,5 +89,15 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         calendars,
     ):
         app.include_router(module.router)
+    mcp_endpoint = _mount_mcp(app) if settings.mcp_enabled else None
     app.add_middleware(RequestMiddleware)
     return app
+
+
+def _mount_mcp(app: FastAPI) -> Any:
+    """``/mcp`` (§11) when the optional ``mcp`` package is installed."""
+    if importlib.util.find_spec("mcp") is None:  # the extra is not installed
+        return None
+    from slotguard.mcp.http import mount
+
+    return mount(app)

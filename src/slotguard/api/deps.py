@@ -26,23 +26,31 @@ async def authenticate(request: Request) -> Actor:
     raw = raw.strip()
     if scheme.lower() != "bearer" or not raw:
         raise unauthorized()
+    actor = await actor_for_key(get_db(request), raw)
+    if actor is None:
+        raise unauthorized()
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None and actor.key_id is not None:
+        await limiter.check(request, actor.key_id)
+    return actor
+
+
+async def actor_for_key(db: Database, raw: str) -> Actor | None:
+    """The actor a raw API key stands for; None when it is unknown, revoked or orphaned."""
     digest = keys.hash_key(raw)
-    async with get_db(request).read() as s:
+    async with db.read() as s:
         found = await repo.find_key_by_hash(s, digest)
     if found is None:
-        raise unauthorized()
+        return None
     key, agent = found
     # The lookup was by hash; compare again in constant time so a timing side channel on
     # the index lookup cannot be turned into a key oracle.
     if not keys.matches(raw, key.key_hash) or key.revoked_at is not None:
-        raise unauthorized()
-    limiter = getattr(request.app.state, "rate_limiter", None)
-    if limiter is not None:
-        await limiter.check(request, key.id)
+        return None
     if key.agent_id is None:
         return Actor(account_id=key.account_id, key_id=key.id)
     if agent is None or agent.deleted_at is not None:
-        raise unauthorized()
+        return None
     allowed = None if "*" in agent.allowed_business_ids else frozenset(agent.allowed_business_ids)
     return Actor(
         account_id=key.account_id,

@@ -6,6 +6,8 @@ Mirror of ``_sync.py``; only the executor differs (await, ``asyncio.sleep``).
 from __future__ import annotations
 
 import asyncio
+import builtins
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
@@ -15,25 +17,51 @@ import httpx
 from . import _endpoints as ep
 from ._core import DEFAULT_BASE_URL, Call, Core, next_cursor
 from ._models import (
+    Agent,
+    AgentCreate,
+    AgentUpdate,
+    ApiKey,
     ApiObject,
     ApiResponse,
+    AuditEntry,
+    AuditFilters,
+    AvailabilityCheck,
     Booking,
     BookingCreate,
     BookingFilters,
     BookingUpdate,
+    Business,
     BusinessCreate,
     BusinessUpdate,
+    BusyCreate,
+    BusyInterval,
+    BusyQuery,
+    Calendar,
+    CalendarCreate,
+    CalendarUpdate,
+    CheckQuery,
     Confirmation,
     DateTimeLike,
+    DeliveryQuery,
+    EffectiveRules,
+    Hold,
     HoldConfirm,
+    HoldDecision,
     HoldRequest,
     IfMatch,
     ListQuery,
+    Me,
+    MeetingClass,
     MeetingClassCreate,
     MeetingClassUpdate,
     Page,
     RulesFields,
+    SlotList,
     SlotsQuery,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEndpointCreate,
+    WebhookEndpointUpdate,
 )
 
 T = TypeVar("T")
@@ -64,6 +92,8 @@ class AsyncClient:
         backoff_base: float = 0.1,
         backoff_max: float = 2.0,
         max_retry_after: float = 30.0,
+        deadline: float | None = 60.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._core = Core(
             api_key,
@@ -72,7 +102,9 @@ class AsyncClient:
             backoff_base=backoff_base,
             backoff_max=backoff_max,
             max_retry_after=max_retry_after,
+            deadline=deadline,
         )
+        self._clock: Callable[[], float] = clock or time.monotonic
         self._http = httpx.AsyncClient(
             base_url=self._core.base_url,
             headers=self._core.headers,
@@ -86,19 +118,28 @@ class AsyncClient:
         self.businesses = AsyncBusinesses(self)
         self.meeting_classes = AsyncMeetingClasses(self)
         self.rules = AsyncRules(self)
+        self.agents = AsyncAgents(self)
+        self.keys = AsyncKeys(self)
+        self.calendars = AsyncCalendars(self)
+        self.webhook_endpoints = AsyncWebhookEndpoints(self)
+        self.audit_log = AsyncAuditLog(self)
 
     async def _run(self, call: Call[T]) -> T:
-        attempt = 0
+        attempt, started = 0, self._clock()
         while True:
             request = self._core.build_request(self._http, call)
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:
-                delay = self._core.retry_delay(call, attempt, error=exc)
+                delay = self._core.retry_delay(
+                    call, attempt, error=exc, elapsed=self._clock() - started
+                )
                 if delay is None:
                     raise self._core.connection_error(call, exc) from exc
             else:
-                delay = self._core.retry_delay(call, attempt, response=response)
+                delay = self._core.retry_delay(
+                    call, attempt, response=response, elapsed=self._clock() - started
+                )
                 if delay is None:
                     return self._core.finish(call, response)
             await self._sleep(delay)
@@ -116,6 +157,10 @@ class AsyncClient:
             if cursor is None:
                 return
             call = then(cursor)
+
+    async def me(self) -> Me:
+        """The calling key: account, agent, scopes, businesses and the server's clock."""
+        return await self._run(ep.me())
 
     async def request(
         self,
@@ -165,15 +210,19 @@ class _Resource:
 
 
 class AsyncAvailability(_Resource):
-    """``/v1/availability``: read slots, check-and-hold."""
+    """``/v1/availability``: read slots, check one booking, check-and-hold."""
 
-    async def get_slots(self, **query: Unpack[SlotsQuery]) -> ApiObject:
+    async def get_slots(self, **query: Unpack[SlotsQuery]) -> SlotList:
         """Free slots (GET /v1/availability/slots); returns ``{business_id, slots, …}``."""
         return await self._client._run(ep.get_slots(query))
 
+    async def check(self, **query: Unpack[CheckQuery]) -> AvailabilityCheck:
+        """Would this one-step booking succeed now? (GET /v1/availability/check, no writes)."""
+        return await self._client._run(ep.check(query))
+
     async def hold(
         self, *, idempotency_key: str | None = None, **request: Unpack[HoldRequest]
-    ) -> ApiObject:
+    ) -> HoldDecision:
         """Find and hold up to ``max_slots`` slots in the window (POST /v1/availability)."""
         return await self._client._run(ep.hold(request, idempotency_key=idempotency_key))
 
@@ -181,11 +230,11 @@ class AsyncAvailability(_Resource):
 class AsyncHolds(_Resource):
     """``/v1/holds``."""
 
-    async def get(self, hold_id: str) -> ApiObject:
+    async def get(self, hold_id: str) -> Hold:
         """Fetch a hold and its status."""
         return await self._client._run(ep.get_hold(hold_id))
 
-    async def release(self, hold_id: str, *, idempotency_key: str | None = None) -> ApiObject:
+    async def release(self, hold_id: str, *, idempotency_key: str | None = None) -> Hold:
         """Release a hold (releasing twice is fine)."""
         return await self._client._run(ep.release_hold(hold_id, idempotency_key=idempotency_key))
 
@@ -220,6 +269,8 @@ class AsyncBookings(_Resource):
         return self._client._paginate(
             ep.list_bookings(filters), lambda cursor: ep.list_bookings(filters, cursor=cursor)
         )
+
+    list_all = iter
 
     async def cancel(
         self,
@@ -271,27 +322,29 @@ class AsyncBookings(_Resource):
 
 
 class AsyncBusinesses(_Resource):
-    """``/v1/businesses``."""
+    """``/v1/businesses``; busy time under ``.busy``, calendars under ``client.calendars``."""
 
     async def create(
         self, *, idempotency_key: str | None = None, **fields: Unpack[BusinessCreate]
-    ) -> ApiObject:
+    ) -> Business:
         """Create a business."""
         return await self._client._run(ep.create_business(fields, idempotency_key=idempotency_key))
 
-    async def get(self, business_id: str) -> ApiObject:
+    async def get(self, business_id: str) -> Business:
         """Fetch a business."""
         return await self._client._run(ep.get_business(business_id))
 
-    async def list(self, **query: Unpack[ListQuery]) -> Page[ApiObject]:
+    async def list(self, **query: Unpack[ListQuery]) -> Page[Business]:
         """One page of businesses."""
         return await self._client._run(ep.list_businesses(query))
 
-    def iter(self, **query: Unpack[ListQuery]) -> AsyncIterator[ApiObject]:
+    def iter(self, **query: Unpack[ListQuery]) -> AsyncIterator[Business]:
         """Every business, fetching pages as needed."""
         return self._client._paginate(
             ep.list_businesses(query), lambda cursor: ep.list_businesses(query, cursor=cursor)
         )
+
+    list_all = iter
 
     async def update(
         self,
@@ -299,7 +352,7 @@ class AsyncBusinesses(_Resource):
         *,
         idempotency_key: str | None = None,
         **fields: Unpack[BusinessUpdate],
-    ) -> ApiObject:
+    ) -> Business:
         """PATCH a business; passed fields are sent as given (None sends null)."""
         return await self._client._run(
             ep.update_business(business_id, fields, idempotency_key=idempotency_key)
@@ -311,9 +364,38 @@ class AsyncBusinesses(_Resource):
             ep.delete_business(business_id, idempotency_key=idempotency_key)
         )
 
-    async def effective_rules(self, business_id: str) -> ApiObject:
+    async def effective_rules(self, business_id: str) -> EffectiveRules:
         """The business's effective rules, each with its source (account/business)."""
         return await self._client._run(ep.effective_rules(business_id))
+
+    async def add_busy(
+        self, business_id: str, *, idempotency_key: str | None = None, **fields: Unpack[BusyCreate]
+    ) -> BusyInterval:
+        """Post busy time for a calendar the server cannot reach (§2.4)."""
+        return await self._client._run(
+            ep.create_busy(business_id, fields, idempotency_key=idempotency_key)
+        )
+
+    async def list_busy(self, business_id: str, **query: Unpack[BusyQuery]) -> Page[BusyInterval]:
+        """One page of a business's posted busy time."""
+        return await self._client._run(ep.list_busy(business_id, query))
+
+    def list_all_busy(
+        self, business_id: str, **query: Unpack[BusyQuery]
+    ) -> AsyncIterator[BusyInterval]:
+        """All of a business's posted busy time, fetching pages as needed."""
+        return self._client._paginate(
+            ep.list_busy(business_id, query),
+            lambda cursor: ep.list_busy(business_id, query, cursor=cursor),
+        )
+
+    async def delete_busy(
+        self, business_id: str, busy_id: str, *, idempotency_key: str | None = None
+    ) -> ApiObject:
+        """Remove posted busy time."""
+        return await self._client._run(
+            ep.delete_busy(business_id, busy_id, idempotency_key=idempotency_key)
+        )
 
 
 class AsyncMeetingClasses(_Resource):
@@ -321,30 +403,32 @@ class AsyncMeetingClasses(_Resource):
 
     async def create(
         self, *, idempotency_key: str | None = None, **fields: Unpack[MeetingClassCreate]
-    ) -> ApiObject:
+    ) -> MeetingClass:
         """Create a meeting class."""
         return await self._client._run(
             ep.create_meeting_class(fields, idempotency_key=idempotency_key)
         )
 
-    async def get(self, name: str) -> ApiObject:
+    async def get(self, name: str) -> MeetingClass:
         """Fetch a meeting class by name."""
         return await self._client._run(ep.get_meeting_class(name))
 
-    async def list(self, **query: Unpack[ListQuery]) -> Page[ApiObject]:
+    async def list(self, **query: Unpack[ListQuery]) -> Page[MeetingClass]:
         """One page of meeting classes."""
         return await self._client._run(ep.list_meeting_classes(query))
 
-    def iter(self, **query: Unpack[ListQuery]) -> AsyncIterator[ApiObject]:
+    def iter(self, **query: Unpack[ListQuery]) -> AsyncIterator[MeetingClass]:
         """Every meeting class, fetching pages as needed."""
         return self._client._paginate(
             ep.list_meeting_classes(query),
             lambda cursor: ep.list_meeting_classes(query, cursor=cursor),
         )
 
+    list_all = iter
+
     async def update(
         self, name: str, *, idempotency_key: str | None = None, **fields: Unpack[MeetingClassUpdate]
-    ) -> ApiObject:
+    ) -> MeetingClass:
         """PATCH a meeting class; passed fields are sent as given (None sends null)."""
         return await self._client._run(
             ep.update_meeting_class(name, fields, idempotency_key=idempotency_key)
@@ -367,3 +451,246 @@ class AsyncRules(_Resource):
     async def put_defaults(self, **fields: Unpack[RulesFields]) -> ApiObject:
         """Replace the account's default rules with exactly the fields passed."""
         return await self._client._run(ep.put_rule_defaults(fields))
+
+
+class AsyncAgents(_Resource):
+    """``/v1/agents`` and their keys (§6); scope ``admin``."""
+
+    async def create(
+        self, *, idempotency_key: str | None = None, **fields: Unpack[AgentCreate]
+    ) -> Agent:
+        """Create an agent with scopes and allowed businesses."""
+        return await self._client._run(ep.create_agent(fields, idempotency_key=idempotency_key))
+
+    async def get(self, agent_id: str) -> Agent:
+        """Fetch an agent."""
+        return await self._client._run(ep.get_agent(agent_id))
+
+    async def list(self, **query: Unpack[ListQuery]) -> Page[Agent]:
+        """One page of agents."""
+        return await self._client._run(ep.list_agents(query))
+
+    def list_all(self, **query: Unpack[ListQuery]) -> AsyncIterator[Agent]:
+        """Every agent, fetching pages as needed."""
+        return self._client._paginate(
+            ep.list_agents(query), lambda cursor: ep.list_agents(query, cursor=cursor)
+        )
+
+    async def update(
+        self, agent_id: str, *, idempotency_key: str | None = None, **fields: Unpack[AgentUpdate]
+    ) -> Agent:
+        """PATCH an agent; passed fields are sent as given (None sends null)."""
+        return await self._client._run(
+            ep.update_agent(agent_id, fields, idempotency_key=idempotency_key)
+        )
+
+    async def delete(self, agent_id: str, *, idempotency_key: str | None = None) -> ApiObject:
+        """Delete an agent; its keys stop working at once."""
+        return await self._client._run(ep.delete_agent(agent_id, idempotency_key=idempotency_key))
+
+    async def create_key(
+        self, agent_id: str, *, name: str | None = None, idempotency_key: str | None = None
+    ) -> ApiKey:
+        """Mint a key for the agent; ``result.key`` is the secret, shown only here."""
+        return await self._client._run(
+            ep.create_key(agent_id, name=name, idempotency_key=idempotency_key)
+        )
+
+    async def list_keys(self, agent_id: str, **query: Unpack[ListQuery]) -> Page[ApiKey]:
+        """One page of the agent's keys (no secrets)."""
+        return await self._client._run(ep.list_keys(agent_id, query))
+
+
+class AsyncKeys(_Resource):
+    """``/v1/keys/{id}``: read or revoke one key."""
+
+    async def get(self, key_id: str) -> ApiKey:
+        """Fetch a key (no secret)."""
+        return await self._client._run(ep.get_key(key_id))
+
+    async def revoke(self, key_id: str, *, idempotency_key: str | None = None) -> ApiKey:
+        """Revoke a key at once."""
+        return await self._client._run(ep.revoke_key(key_id, idempotency_key=idempotency_key))
+
+
+class AsyncCalendars(_Resource):
+    """``/v1/businesses/{id}/calendars`` (§7.1, §7.5); scope ``admin`` for changes."""
+
+    async def create(
+        self,
+        business_id: str,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Unpack[CalendarCreate],
+    ) -> Calendar:
+        """Connect a calendar (``ics``, ``caldav``, ``google``, ``microsoft``)."""
+        return await self._client._run(
+            ep.create_calendar(business_id, fields, idempotency_key=idempotency_key)
+        )
+
+    async def list(self, business_id: str, **query: Unpack[ListQuery]) -> Page[Calendar]:
+        """One page of the business's calendars."""
+        return await self._client._run(ep.list_calendars(business_id, query))
+
+    def list_all(self, business_id: str, **query: Unpack[ListQuery]) -> AsyncIterator[Calendar]:
+        """All the business's calendars, fetching pages as needed."""
+        return self._client._paginate(
+            ep.list_calendars(business_id, query),
+            lambda cursor: ep.list_calendars(business_id, query, cursor=cursor),
+        )
+
+    async def get(self, business_id: str, calendar_id: str) -> Calendar:
+        """Fetch a calendar with its sync status."""
+        return await self._client._run(ep.get_calendar(business_id, calendar_id))
+
+    async def update(
+        self,
+        business_id: str,
+        calendar_id: str,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Unpack[CalendarUpdate],
+    ) -> Calendar:
+        """PATCH name, role or credentials."""
+        return await self._client._run(
+            ep.update_calendar(business_id, calendar_id, fields, idempotency_key=idempotency_key)
+        )
+
+    async def delete(
+        self, business_id: str, calendar_id: str, *, idempotency_key: str | None = None
+    ) -> ApiObject:
+        """Disconnect a calendar and drop its busy time."""
+        return await self._client._run(
+            ep.delete_calendar(business_id, calendar_id, idempotency_key=idempotency_key)
+        )
+
+    async def sync(
+        self, business_id: str, calendar_id: str, *, idempotency_key: str | None = None
+    ) -> Calendar:
+        """Run one sync now."""
+        return await self._client._run(
+            ep.sync_calendar(business_id, calendar_id, idempotency_key=idempotency_key)
+        )
+
+    async def busy(
+        self,
+        business_id: str,
+        calendar_id: str,
+        *,
+        start: DateTimeLike | None = None,
+        end: DateTimeLike | None = None,
+    ) -> Page[BusyInterval]:
+        """Busy intervals of the local copy (UTC, no titles)."""
+        return await self._client._run(
+            ep.calendar_busy(business_id, calendar_id, start=start, end=end)
+        )
+
+    async def start_oauth(
+        self,
+        business_id: str,
+        provider: str,
+        *,
+        role: str | None = None,
+        calendar_id: str | None = None,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ApiObject:
+        """Begin the browser flow; returns ``{authorization_url, expires_at}``."""
+        return await self._client._run(
+            ep.start_calendar_oauth(
+                business_id,
+                provider,
+                role=role,
+                calendar_id=calendar_id,
+                name=name,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+
+class AsyncWebhookEndpoints(_Resource):
+    """``/v1/webhook-endpoints`` (§8); verify deliveries with ``slotguard.webhooks.verify``."""
+
+    async def create(
+        self, *, idempotency_key: str | None = None, **fields: Unpack[WebhookEndpointCreate]
+    ) -> WebhookEndpoint:
+        """Register an endpoint; ``result.secret`` (``whsec_…``) is shown only here."""
+        return await self._client._run(ep.create_endpoint(fields, idempotency_key=idempotency_key))
+
+    async def get(self, endpoint_id: str) -> WebhookEndpoint:
+        """Fetch an endpoint (no secret)."""
+        return await self._client._run(ep.get_endpoint(endpoint_id))
+
+    async def list(self, **query: Unpack[ListQuery]) -> Page[WebhookEndpoint]:
+        """One page of endpoints."""
+        return await self._client._run(ep.list_endpoints(query))
+
+    def list_all(self, **query: Unpack[ListQuery]) -> AsyncIterator[WebhookEndpoint]:
+        """Every endpoint, fetching pages as needed."""
+        return self._client._paginate(
+            ep.list_endpoints(query), lambda cursor: ep.list_endpoints(query, cursor=cursor)
+        )
+
+    async def update(
+        self,
+        endpoint_id: str,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Unpack[WebhookEndpointUpdate],
+    ) -> WebhookEndpoint:
+        """PATCH url, events, description or enabled."""
+        return await self._client._run(
+            ep.update_endpoint(endpoint_id, fields, idempotency_key=idempotency_key)
+        )
+
+    async def delete(self, endpoint_id: str, *, idempotency_key: str | None = None) -> ApiObject:
+        """Delete an endpoint."""
+        return await self._client._run(
+            ep.delete_endpoint(endpoint_id, idempotency_key=idempotency_key)
+        )
+
+    async def rotate_secret(
+        self,
+        endpoint_id: str,
+        *,
+        grace_period_seconds: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WebhookEndpoint:
+        """New signing secret (shown once); the old one co-signs during the grace period."""
+        return await self._client._run(
+            ep.rotate_endpoint_secret(
+                endpoint_id,
+                grace_period_seconds=grace_period_seconds,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def test(self, endpoint_id: str, *, idempotency_key: str | None = None) -> ApiObject:
+        """Send a signed test event now and report what the receiver answered."""
+        return await self._client._run(
+            ep.test_endpoint(endpoint_id, idempotency_key=idempotency_key)
+        )
+
+    async def deliveries(
+        self, endpoint_id: str, **query: Unpack[DeliveryQuery]
+    ) -> Page[WebhookDelivery]:
+        """One page of delivery attempts, newest first."""
+        return await self._client._run(ep.list_deliveries(endpoint_id, query))
+
+
+class AsyncAuditLog(_Resource):
+    """``/v1/audit-log`` (§8); scope ``audit:read``."""
+
+    async def list(self, **filters: Unpack[AuditFilters]) -> Page[AuditEntry]:
+        """One page of audit rows, oldest first."""
+        return await self._client._run(ep.list_audit(filters))
+
+    def list_all(self, **filters: Unpack[AuditFilters]) -> AsyncIterator[AuditEntry]:
+        """Every matching audit row, fetching pages as needed."""
+        return self._client._paginate(
+            ep.list_audit(filters), lambda cursor: ep.list_audit(filters, cursor=cursor)
+        )
+
+    async def export(self, **filters: Unpack[AuditFilters]) -> builtins.list[AuditEntry]:
+        """Every matching row from the JSONL export, in one response."""
+        return await self._client._run(ep.export_audit(filters))

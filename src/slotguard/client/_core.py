@@ -39,9 +39,16 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 # Methods that get an automatic Idempotency-Key. PUT is idempotent by itself and GET is safe.
 _KEYED_METHODS = frozenset({"POST", "PATCH", "DELETE"})
 
-# Statuses that mean "a proxy or the server could not handle it right now": safe to retry,
-# because the request carries an Idempotency-Key (writes) or is a read.
-_RETRY_STATUSES = frozenset({502, 503, 504})
+# Statuses worth another attempt: rate limited, or the server (or a proxy) failed. Safe to
+# retry because every write carries its Idempotency-Key and the server stores only 2xx
+# responses, committed with their effect: a failed attempt left nothing behind, a completed
+# one is replayed. 501 and 505 would fail the same way again.
+_NEVER_RETRY_5XX = frozenset({501, 505})
+
+
+def _retryable_status(status: int) -> bool:
+    return status == 429 or (status >= 500 and status not in _NEVER_RETRY_5XX)
+
 
 # Transport failures worth retrying. Other httpx.TransportErrors (unsupported protocol, proxy
 # misconfiguration, a malformed request) would fail the same way again.
@@ -198,6 +205,8 @@ class Call(Generic[T]):
     params: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # The response is not an envelope (the JSONL export): ``parse`` gets its text as data.
+    raw_body: bool = False
 
     @property
     def idempotency_key(self) -> str | None:
@@ -214,6 +223,7 @@ def make_call(
     body: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
     if_match: IfMatch | None = None,
+    raw_body: bool = False,
 ) -> Call[T]:
     """Build a ``Call``; this is where a write gets its per-call Idempotency-Key."""
     method = method.upper()
@@ -235,6 +245,7 @@ def make_call(
         params=encode_query(params or {}),
         body=content,
         headers=headers,
+        raw_body=raw_body,
     )
 
 
@@ -349,6 +360,7 @@ class Core:
         backoff_base: float,
         backoff_max: float,
         max_retry_after: float,
+        deadline: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key:
@@ -365,6 +377,9 @@ class Core:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
+        if deadline is not None and deadline <= 0:
+            raise ValueError("deadline must be > 0 seconds (or None)")
+        self.deadline = deadline
         self._rng = rng or random.Random()
 
     def build_request(
@@ -391,14 +406,30 @@ class Core:
         *,
         response: httpx.Response | None = None,
         error: Exception | None = None,
+        elapsed: float = 0.0,
     ) -> float | None:
         """Seconds to wait before retrying after ``attempt`` (0-based), or None to stop.
 
-        Retried: 409 ``idempotency_in_progress`` (after ``Retry-After``), 502/503/504, and
-        network failures. Never retried: any other 4xx (429 included), 500, and transport
-        errors that would fail the same way again. Every retried write carries the same
+        Retried: 409 ``idempotency_in_progress``, 429 ``rate_limited`` and 5xx (after
+        ``Retry-After`` when the server sends one, else exponential backoff), and network
+        failures. Never retried: any other 4xx, 501/505, transport errors that would fail the
+        same way again, and any retry whose wait would end after the call's ``deadline``
+        (``elapsed`` seconds are spent already). Every retried write carries the same
         Idempotency-Key as its first attempt, so a retry can never execute twice.
         """
+        delay = self._delay(call, attempt, response=response, error=error)
+        if delay is not None and self.deadline is not None and elapsed + delay > self.deadline:
+            return None
+        return delay
+
+    def _delay(
+        self,
+        call: Call[Any],
+        attempt: int,
+        *,
+        response: httpx.Response | None,
+        error: Exception | None,
+    ) -> float | None:
         if attempt >= self.max_retries:
             return None
         if error is not None:
@@ -406,7 +437,7 @@ class Core:
         if response is None:
             return None
         status = response.status_code
-        retryable = status in _RETRY_STATUSES
+        retryable = _retryable_status(status)
         if status == 409 and call.idempotency_key is not None:
             body = _json_or_none(response)
             retryable = isinstance(body, Mapping) and body.get("error") == "idempotency_in_progress"
@@ -419,6 +450,16 @@ class Core:
 
     def finish(self, call: Call[T], response: httpx.Response) -> T:
         """Decode the final response of ``call`` (raising the mapped error on non-2xx)."""
+        if call.raw_body:
+            if not 200 <= response.status_code < 300:
+                raise error_from_response(response)
+            return call.parse(
+                ApiResponse(
+                    status=response.status_code,
+                    data=response.text,
+                    headers=_lower_headers(response),
+                )
+            )
         return call.parse(decode_response(response))
 
     def connection_error(self, call: Call[Any], error: Exception) -> SlotguardConnectionError:

@@ -14,7 +14,19 @@ keys are the API's field names (API.md §2-§4), so the docs of the API apply un
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Required, TypedDict, TypeVar
+from types import UnionType
+from typing import (
+    Any,
+    Generic,
+    Literal,
+    Required,
+    TypedDict,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 T = TypeVar("T")
 
@@ -59,7 +71,64 @@ class ApiObject(dict[str, Any]):
         return f"{type(self).__name__}({dict.__repr__(self)})"
 
 
-class Booking(ApiObject):
+class TypedObject(ApiObject):
+    """An ``ApiObject`` whose documented fields are also typed attributes.
+
+    ``obj.field`` reads ``obj["field"]`` converted to its annotated type: RFC 3339 strings
+    become aware ``datetime`` objects, nested objects become their typed class; a field the
+    server did not send reads as ``None``. Dict access keeps the raw JSON values, and fields
+    the client does not know yet stay available as keys.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        hints = _field_hints(type(self))
+        if name not in hints:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return _convert(hints[name], self.get(name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The raw JSON object (a plain ``dict`` copy)."""
+        return dict(self)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _field_hints(cls: type) -> dict[str, Any]:
+    found = _HINTS.get(cls)
+    if found is None:
+        found = {
+            k: v
+            for k, v in get_type_hints(cls).items()
+            if not k.startswith("_") and k not in ("request_id", "location", "replayed")
+        }
+        _HINTS[cls] = found
+    return found
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = get_origin(hint)
+    if origin in (Union, UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return _convert(args[0], value) if len(args) == 1 else value
+    if hint is dt.datetime and isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if origin is list and isinstance(value, list):
+        (arg,) = get_args(hint) or (Any,)
+        return [_convert(arg, x) for x in value]
+    if isinstance(hint, type) and issubclass(hint, ApiObject) and isinstance(value, Mapping):
+        return value if isinstance(value, hint) else hint(value)
+    return value
+
+
+class Booking(TypedObject):
     """A booking (API.md §4.1) with its optimistic-locking tag.
 
     ``booking.etag`` is the ``ETag`` the server sent with it, or, for bookings that came
@@ -69,6 +138,26 @@ class Booking(ApiObject):
     """
 
     __slots__ = ()
+
+    business_id: str
+    meeting_class: str
+    status: Literal["confirmed", "cancelled", "preempted"]
+    start_time: dt.datetime
+    end_time: dt.datetime
+    title: str | None
+    description: str | None
+    customer_email: str | None
+    customer_name: str | None
+    attendees: list[dict[str, Any]]
+    metadata: dict[str, str]
+    hold_id: str | None
+    correlation_id: str
+    calendar_sync_status: str
+    calendar_event_id: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    cancelled_at: dt.datetime | None
+    cancellation_reason: str | None
 
     @property
     def etag(self) -> str | None:
@@ -90,7 +179,7 @@ class Booking(ApiObject):
         return str(self["id"])
 
 
-class Confirmation(ApiObject):
+class Confirmation(TypedObject):
     """Result of confirming a hold: ``{booking_id, correlation_id, booking}``.
 
     ``confirmation["booking"]`` (also ``confirmation.booking``) is a ``Booking``.
@@ -98,11 +187,241 @@ class Confirmation(ApiObject):
 
     __slots__ = ()
 
+    booking_id: str
+    correlation_id: str
+
     @property
     def booking(self) -> Booking:
         """The confirmed booking."""
         value = self["booking"]
         return value if isinstance(value, Booking) else Booking(value)
+
+
+class Slot(TypedObject):
+    """``{start, end}``: one free or held slot."""
+
+    __slots__ = ()
+
+    start: dt.datetime
+    end: dt.datetime
+
+
+class SlotList(TypedObject):
+    """``GET /v1/availability/slots`` (§3.1)."""
+
+    __slots__ = ()
+
+    business_id: str
+    timezone: str
+    duration_minutes: int
+    slots: list[Slot]
+    computed_at: dt.datetime
+    warnings: list[dict[str, Any]]
+
+
+class AvailabilityCheck(TypedObject):
+    """``GET /v1/availability/check`` (§3.4): would this booking succeed now?"""
+
+    __slots__ = ()
+
+    available: bool
+    reason: str | None
+    next_available: Slot | None
+    business_id: str
+    meeting_class: str
+    start_time: dt.datetime
+    end_time: dt.datetime
+
+
+class HoldDecision(TypedObject):
+    """``POST /v1/availability`` (§3.2): the hold that was taken."""
+
+    __slots__ = ()
+
+    hold_id: str
+    expires_at: dt.datetime
+    slots: list[Slot]
+    meeting_class: str
+    decision: Literal["accept", "preempt"]
+    preempted_holds: list[str]
+    preempted_bookings: list[str]
+    warnings: list[dict[str, Any]]
+
+
+class Hold(TypedObject):
+    """``GET /v1/holds/{id}`` (§3.3)."""
+
+    __slots__ = ()
+
+    hold_id: str
+    status: Literal["active", "confirmed", "released", "expired", "preempted"]
+    slots: list[Slot]
+    expires_at: dt.datetime
+    meeting_class: str
+    business_id: str
+    booking_id: str | None
+
+
+class Business(TypedObject):
+    """A business (§2.1)."""
+
+    __slots__ = ()
+
+    id: str
+    name: str
+    email: str | None
+    timezone: str
+    rules: dict[str, Any]
+    created_at: dt.datetime
+
+
+class EffectiveRules(TypedObject):
+    """``GET /v1/businesses/{id}/rules``: the effective rules and where each came from."""
+
+    __slots__ = ()
+
+    business_id: str
+    rules: dict[str, Any]
+    sources: dict[str, str]
+
+
+class MeetingClass(TypedObject):
+    """A meeting class (§2.3)."""
+
+    __slots__ = ()
+
+    name: str
+    display_name: str
+    duration_minutes: int | None
+    priority: int
+    buffer_before_minutes: int
+    buffer_after_minutes: int
+
+
+class BusyInterval(TypedObject):
+    """Busy time posted through the API (§2.4) or listed from a calendar (§7.1)."""
+
+    __slots__ = ()
+
+    id: str | None
+    business_id: str | None
+    start: dt.datetime
+    end: dt.datetime
+    title: str | None
+    external_id: str | None
+
+
+class Me(TypedObject):
+    """``GET /v1/me`` (§3.5): the calling key and the server's clock."""
+
+    __slots__ = ()
+
+    account_id: str
+    key_id: str | None
+    agent_id: str | None
+    scopes: list[str]
+    allowed_business_ids: str | list[str]
+    now: dt.datetime
+
+
+class Agent(TypedObject):
+    """An agent (§6)."""
+
+    __slots__ = ()
+
+    id: str
+    name: str
+    scopes: list[str]
+    allowed_business_ids: str | list[str]
+    default_meeting_class: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ApiKey(TypedObject):
+    """An API key without its secret (§6). ``ApiKey.key`` is set only right after creation."""
+
+    __slots__ = ()
+
+    id: str
+    agent_id: str | None
+    name: str | None
+    prefix: str | None
+    key: str | None
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class AuditEntry(TypedObject):
+    """One audit row (§8)."""
+
+    __slots__ = ()
+
+    id: str
+    at: dt.datetime
+    action: str
+    actor: dict[str, Any]
+    business_id: str | None
+    hold_id: str | None
+    booking_id: str | None
+    meeting_class: str | None
+    decision: str | None
+    reason: str | None
+    correlation_id: str | None
+    details: dict[str, Any]
+
+
+class WebhookEndpoint(TypedObject):
+    """A webhook endpoint (§8). ``secret`` is set only at creation and rotation."""
+
+    __slots__ = ()
+
+    id: str
+    url: str
+    events: list[str]
+    description: str | None
+    enabled: bool
+    disabled_reason: str | None
+    secret: str | None
+    previous_secret_expires_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+class WebhookDelivery(TypedObject):
+    """One delivery attempt of a webhook event."""
+
+    __slots__ = ()
+
+    id: int
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    attempt: int
+    succeeded: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    attempted_at: dt.datetime
+
+
+class Calendar(TypedObject):
+    """A connected calendar (§7.1)."""
+
+    __slots__ = ()
+
+    id: str
+    business_id: str
+    provider: str
+    role: str
+    name: str | None
+    url: str | None
+    calendar_id: str | None
+    status: str
+    last_synced_at: dt.datetime | None
+    last_error: dict[str, Any] | None
+    busy_intervals: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,3 +622,114 @@ class MeetingClassUpdate(TypedDict, total=False):
     priority: int | None
     buffer_before_minutes: int | None
     buffer_after_minutes: int | None
+
+
+class CheckQuery(TypedDict, total=False):
+    """Query of ``GET /v1/availability/check`` (§3.4): the fields of a one-step booking."""
+
+    business_id: str | None
+    owner_email: str | None
+    start_time: Required[DateTimeLike]
+    end_time: DateTimeLike | None
+    meeting_class: str | None
+
+
+class AuditFilters(TypedDict, total=False):
+    """Query of ``GET /v1/audit-log`` (§8); ``action`` may be a list (sent comma-joined)."""
+
+    business_id: str | None
+    action: str | Sequence[str] | None
+    agent_id: str | None
+    booking_id: str | None
+    hold_id: str | None
+    request_id: str | None
+    since: DateTimeLike | None
+    until: DateTimeLike | None
+    limit: int | None
+    cursor: str | None
+
+
+class AgentCreate(TypedDict, total=False):
+    """Body of ``POST /v1/agents`` (§6)."""
+
+    name: Required[str]
+    scopes: Required[Sequence[str]]
+    allowed_business_ids: Required[str | Sequence[str]]
+    default_meeting_class: str | None
+
+
+class AgentUpdate(TypedDict, total=False):
+    """Body of ``PATCH /v1/agents/{id}`` (§6)."""
+
+    name: str | None
+    scopes: Sequence[str] | None
+    allowed_business_ids: str | Sequence[str] | None
+    default_meeting_class: str | None
+
+
+class BusyCreate(TypedDict, total=False):
+    """Body of ``POST /v1/businesses/{id}/busy`` (§2.4)."""
+
+    start: Required[DateTimeLike]
+    end: Required[DateTimeLike]
+    title: str | None
+    external_id: str | None
+
+
+class BusyQuery(TypedDict, total=False):
+    """Query of ``GET /v1/businesses/{id}/busy``."""
+
+    start: DateTimeLike | None
+    end: DateTimeLike | None
+    limit: int | None
+    cursor: str | None
+
+
+class CalendarCreate(TypedDict, total=False):
+    """Body of ``POST /v1/businesses/{id}/calendars`` (§7.1): provider settings included."""
+
+    provider: Required[Literal["ics", "caldav", "google", "microsoft"]]
+    role: Literal["busy", "write", "both"] | None
+    name: str | None
+    url: str | None
+    username: str | None
+    password: str | None
+    calendar_id: str | None
+    refresh_token: str | None
+
+
+class CalendarUpdate(TypedDict, total=False):
+    """Body of ``PATCH …/calendars/{cid}`` (§7.1): name, role, credentials."""
+
+    name: str | None
+    role: Literal["busy", "write", "both"] | None
+    url: str | None
+    username: str | None
+    password: str | None
+    refresh_token: str | None
+
+
+class WebhookEndpointCreate(TypedDict, total=False):
+    """Body of ``POST /v1/webhook-endpoints`` (§8)."""
+
+    url: Required[str]
+    events: Required[Sequence[str]]
+    description: str | None
+
+
+class WebhookEndpointUpdate(TypedDict, total=False):
+    """Body of ``PATCH /v1/webhook-endpoints/{id}`` (§8)."""
+
+    url: str | None
+    events: Sequence[str] | None
+    description: str | None
+    enabled: bool | None
+
+
+class DeliveryQuery(TypedDict, total=False):
+    """Query of ``GET /v1/webhook-endpoints/{id}/deliveries``."""
+
+    event_id: str | None
+    succeeded: bool | None
+    limit: int | None
+    cursor: str | None

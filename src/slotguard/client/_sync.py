@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
@@ -12,25 +13,51 @@ import httpx
 from . import _endpoints as ep
 from ._core import DEFAULT_BASE_URL, Call, Core, next_cursor
 from ._models import (
+    Agent,
+    AgentCreate,
+    AgentUpdate,
+    ApiKey,
     ApiObject,
     ApiResponse,
+    AuditEntry,
+    AuditFilters,
+    AvailabilityCheck,
     Booking,
     BookingCreate,
     BookingFilters,
     BookingUpdate,
+    Business,
     BusinessCreate,
     BusinessUpdate,
+    BusyCreate,
+    BusyInterval,
+    BusyQuery,
+    Calendar,
+    CalendarCreate,
+    CalendarUpdate,
+    CheckQuery,
     Confirmation,
     DateTimeLike,
+    DeliveryQuery,
+    EffectiveRules,
+    Hold,
     HoldConfirm,
+    HoldDecision,
     HoldRequest,
     IfMatch,
     ListQuery,
+    Me,
+    MeetingClass,
     MeetingClassCreate,
     MeetingClassUpdate,
     Page,
     RulesFields,
+    SlotList,
     SlotsQuery,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEndpointCreate,
+    WebhookEndpointUpdate,
 )
 
 T = TypeVar("T")
@@ -60,6 +87,8 @@ class Client:
         backoff_base: float = 0.1,
         backoff_max: float = 2.0,
         max_retry_after: float = 30.0,
+        deadline: float | None = 60.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._core = Core(
             api_key,
@@ -68,7 +97,9 @@ class Client:
             backoff_base=backoff_base,
             backoff_max=backoff_max,
             max_retry_after=max_retry_after,
+            deadline=deadline,
         )
+        self._clock: Callable[[], float] = clock or time.monotonic
         self._http = httpx.Client(
             base_url=self._core.base_url,
             headers=self._core.headers,
@@ -82,19 +113,28 @@ class Client:
         self.businesses = Businesses(self)
         self.meeting_classes = MeetingClasses(self)
         self.rules = Rules(self)
+        self.agents = Agents(self)
+        self.keys = Keys(self)
+        self.calendars = Calendars(self)
+        self.webhook_endpoints = WebhookEndpoints(self)
+        self.audit_log = AuditLog(self)
 
     def _run(self, call: Call[T]) -> T:
-        attempt = 0
+        attempt, started = 0, self._clock()
         while True:
             request = self._core.build_request(self._http, call)
             try:
                 response = self._http.send(request)
             except httpx.TransportError as exc:
-                delay = self._core.retry_delay(call, attempt, error=exc)
+                delay = self._core.retry_delay(
+                    call, attempt, error=exc, elapsed=self._clock() - started
+                )
                 if delay is None:
                     raise self._core.connection_error(call, exc) from exc
             else:
-                delay = self._core.retry_delay(call, attempt, response=response)
+                delay = self._core.retry_delay(
+                    call, attempt, response=response, elapsed=self._clock() - started
+                )
                 if delay is None:
                     return self._core.finish(call, response)
             self._sleep(delay)
@@ -111,6 +151,10 @@ class Client:
             if cursor is None:
                 return
             call = then(cursor)
+
+    def me(self) -> Me:
+        """The calling key: account, agent, scopes, businesses and the server's clock."""
+        return self._run(ep.me())
 
     def request(
         self,
@@ -156,15 +200,19 @@ class _Resource:
 
 
 class Availability(_Resource):
-    """``/v1/availability``: read slots, check-and-hold."""
+    """``/v1/availability``: read slots, check one booking, check-and-hold."""
 
-    def get_slots(self, **query: Unpack[SlotsQuery]) -> ApiObject:
+    def get_slots(self, **query: Unpack[SlotsQuery]) -> SlotList:
         """Free slots (GET /v1/availability/slots); returns ``{business_id, slots, …}``."""
         return self._client._run(ep.get_slots(query))
 
+    def check(self, **query: Unpack[CheckQuery]) -> AvailabilityCheck:
+        """Would this one-step booking succeed now? (GET /v1/availability/check, no writes)."""
+        return self._client._run(ep.check(query))
+
     def hold(
         self, *, idempotency_key: str | None = None, **request: Unpack[HoldRequest]
-    ) -> ApiObject:
+    ) -> HoldDecision:
         """Find and hold up to ``max_slots`` slots in the window (POST /v1/availability)."""
         return self._client._run(ep.hold(request, idempotency_key=idempotency_key))
 
@@ -172,11 +220,11 @@ class Availability(_Resource):
 class Holds(_Resource):
     """``/v1/holds``."""
 
-    def get(self, hold_id: str) -> ApiObject:
+    def get(self, hold_id: str) -> Hold:
         """Fetch a hold and its status."""
         return self._client._run(ep.get_hold(hold_id))
 
-    def release(self, hold_id: str, *, idempotency_key: str | None = None) -> ApiObject:
+    def release(self, hold_id: str, *, idempotency_key: str | None = None) -> Hold:
         """Release a hold (releasing twice is fine)."""
         return self._client._run(ep.release_hold(hold_id, idempotency_key=idempotency_key))
 
@@ -209,6 +257,8 @@ class Bookings(_Resource):
         return self._client._paginate(
             ep.list_bookings(filters), lambda cursor: ep.list_bookings(filters, cursor=cursor)
         )
+
+    list_all = iter
 
     def cancel(
         self,
@@ -260,27 +310,29 @@ class Bookings(_Resource):
 
 
 class Businesses(_Resource):
-    """``/v1/businesses``."""
+    """``/v1/businesses``; busy time under ``.busy``, calendars under ``client.calendars``."""
 
     def create(
         self, *, idempotency_key: str | None = None, **fields: Unpack[BusinessCreate]
-    ) -> ApiObject:
+    ) -> Business:
         """Create a business."""
         return self._client._run(ep.create_business(fields, idempotency_key=idempotency_key))
 
-    def get(self, business_id: str) -> ApiObject:
+    def get(self, business_id: str) -> Business:
         """Fetch a business."""
         return self._client._run(ep.get_business(business_id))
 
-    def list(self, **query: Unpack[ListQuery]) -> Page[ApiObject]:
+    def list(self, **query: Unpack[ListQuery]) -> Page[Business]:
         """One page of businesses."""
         return self._client._run(ep.list_businesses(query))
 
-    def iter(self, **query: Unpack[ListQuery]) -> Iterator[ApiObject]:
+    def iter(self, **query: Unpack[ListQuery]) -> Iterator[Business]:
         """Every business, fetching pages as needed."""
         return self._client._paginate(
             ep.list_businesses(query), lambda cursor: ep.list_businesses(query, cursor=cursor)
         )
+
+    list_all = iter
 
     def update(
         self,
@@ -288,7 +340,7 @@ class Businesses(_Resource):
         *,
         idempotency_key: str | None = None,
         **fields: Unpack[BusinessUpdate],
-    ) -> ApiObject:
+    ) -> Business:
         """PATCH a business; passed fields are sent as given (None sends null)."""
         return self._client._run(
             ep.update_business(business_id, fields, idempotency_key=idempotency_key)
@@ -298,9 +350,36 @@ class Businesses(_Resource):
         """Delete a business."""
         return self._client._run(ep.delete_business(business_id, idempotency_key=idempotency_key))
 
-    def effective_rules(self, business_id: str) -> ApiObject:
+    def effective_rules(self, business_id: str) -> EffectiveRules:
         """The business's effective rules, each with its source (account/business)."""
         return self._client._run(ep.effective_rules(business_id))
+
+    def add_busy(
+        self, business_id: str, *, idempotency_key: str | None = None, **fields: Unpack[BusyCreate]
+    ) -> BusyInterval:
+        """Post busy time for a calendar the server cannot reach (§2.4)."""
+        return self._client._run(
+            ep.create_busy(business_id, fields, idempotency_key=idempotency_key)
+        )
+
+    def list_busy(self, business_id: str, **query: Unpack[BusyQuery]) -> Page[BusyInterval]:
+        """One page of a business's posted busy time."""
+        return self._client._run(ep.list_busy(business_id, query))
+
+    def list_all_busy(self, business_id: str, **query: Unpack[BusyQuery]) -> Iterator[BusyInterval]:
+        """All of a business's posted busy time, fetching pages as needed."""
+        return self._client._paginate(
+            ep.list_busy(business_id, query),
+            lambda cursor: ep.list_busy(business_id, query, cursor=cursor),
+        )
+
+    def delete_busy(
+        self, business_id: str, busy_id: str, *, idempotency_key: str | None = None
+    ) -> ApiObject:
+        """Remove posted busy time."""
+        return self._client._run(
+            ep.delete_busy(business_id, busy_id, idempotency_key=idempotency_key)
+        )
 
 
 class MeetingClasses(_Resource):
@@ -308,28 +387,30 @@ class MeetingClasses(_Resource):
 
     def create(
         self, *, idempotency_key: str | None = None, **fields: Unpack[MeetingClassCreate]
-    ) -> ApiObject:
+    ) -> MeetingClass:
         """Create a meeting class."""
         return self._client._run(ep.create_meeting_class(fields, idempotency_key=idempotency_key))
 
-    def get(self, name: str) -> ApiObject:
+    def get(self, name: str) -> MeetingClass:
         """Fetch a meeting class by name."""
         return self._client._run(ep.get_meeting_class(name))
 
-    def list(self, **query: Unpack[ListQuery]) -> Page[ApiObject]:
+    def list(self, **query: Unpack[ListQuery]) -> Page[MeetingClass]:
         """One page of meeting classes."""
         return self._client._run(ep.list_meeting_classes(query))
 
-    def iter(self, **query: Unpack[ListQuery]) -> Iterator[ApiObject]:
+    def iter(self, **query: Unpack[ListQuery]) -> Iterator[MeetingClass]:
         """Every meeting class, fetching pages as needed."""
         return self._client._paginate(
             ep.list_meeting_classes(query),
             lambda cursor: ep.list_meeting_classes(query, cursor=cursor),
         )
 
+    list_all = iter
+
     def update(
         self, name: str, *, idempotency_key: str | None = None, **fields: Unpack[MeetingClassUpdate]
-    ) -> ApiObject:
+    ) -> MeetingClass:
         """PATCH a meeting class; passed fields are sent as given (None sends null)."""
         return self._client._run(
             ep.update_meeting_class(name, fields, idempotency_key=idempotency_key)
@@ -350,3 +431,234 @@ class Rules(_Resource):
     def put_defaults(self, **fields: Unpack[RulesFields]) -> ApiObject:
         """Replace the account's default rules with exactly the fields passed."""
         return self._client._run(ep.put_rule_defaults(fields))
+
+
+class Agents(_Resource):
+    """``/v1/agents`` and their keys (§6); scope ``admin``."""
+
+    def create(self, *, idempotency_key: str | None = None, **fields: Unpack[AgentCreate]) -> Agent:
+        """Create an agent with scopes and allowed businesses."""
+        return self._client._run(ep.create_agent(fields, idempotency_key=idempotency_key))
+
+    def get(self, agent_id: str) -> Agent:
+        """Fetch an agent."""
+        return self._client._run(ep.get_agent(agent_id))
+
+    def list(self, **query: Unpack[ListQuery]) -> Page[Agent]:
+        """One page of agents."""
+        return self._client._run(ep.list_agents(query))
+
+    def list_all(self, **query: Unpack[ListQuery]) -> Iterator[Agent]:
+        """Every agent, fetching pages as needed."""
+        return self._client._paginate(
+            ep.list_agents(query), lambda cursor: ep.list_agents(query, cursor=cursor)
+        )
+
+    def update(
+        self, agent_id: str, *, idempotency_key: str | None = None, **fields: Unpack[AgentUpdate]
+    ) -> Agent:
+        """PATCH an agent; passed fields are sent as given (None sends null)."""
+        return self._client._run(ep.update_agent(agent_id, fields, idempotency_key=idempotency_key))
+
+    def delete(self, agent_id: str, *, idempotency_key: str | None = None) -> ApiObject:
+        """Delete an agent; its keys stop working at once."""
+        return self._client._run(ep.delete_agent(agent_id, idempotency_key=idempotency_key))
+
+    def create_key(
+        self, agent_id: str, *, name: str | None = None, idempotency_key: str | None = None
+    ) -> ApiKey:
+        """Mint a key for the agent; ``result.key`` is the secret, shown only here."""
+        return self._client._run(
+            ep.create_key(agent_id, name=name, idempotency_key=idempotency_key)
+        )
+
+    def list_keys(self, agent_id: str, **query: Unpack[ListQuery]) -> Page[ApiKey]:
+        """One page of the agent's keys (no secrets)."""
+        return self._client._run(ep.list_keys(agent_id, query))
+
+
+class Keys(_Resource):
+    """``/v1/keys/{id}``: read or revoke one key."""
+
+    def get(self, key_id: str) -> ApiKey:
+        """Fetch a key (no secret)."""
+        return self._client._run(ep.get_key(key_id))
+
+    def revoke(self, key_id: str, *, idempotency_key: str | None = None) -> ApiKey:
+        """Revoke a key at once."""
+        return self._client._run(ep.revoke_key(key_id, idempotency_key=idempotency_key))
+
+
+class Calendars(_Resource):
+    """``/v1/businesses/{id}/calendars`` (§7.1, §7.5); scope ``admin`` for changes."""
+
+    def create(
+        self,
+        business_id: str,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Unpack[CalendarCreate],
+    ) -> Calendar:
+        """Connect a calendar (``ics``, ``caldav``, ``google``, ``microsoft``)."""
+        return self._client._run(
+            ep.create_calendar(business_id, fields, idempotency_key=idempotency_key)
+        )
+
+    def list(self, business_id: str, **query: Unpack[ListQuery]) -> Page[Calendar]:
+        """One page of the business's calendars."""
+        return self._client._run(ep.list_calendars(business_id, query))
+
+    def list_all(self, business_id: str, **query: Unpack[ListQuery]) -> Iterator[Calendar]:
+        """All the business's calendars, fetching pages as needed."""
+        return self._client._paginate(
+            ep.list_calendars(business_id, query),
+            lambda cursor: ep.list_calendars(business_id, query, cursor=cursor),
+        )
+
+    def get(self, business_id: str, calendar_id: str) -> Calendar:
+        """Fetch a calendar with its sync status."""
+        return self._client._run(ep.get_calendar(business_id, calendar_id))
+
+    def update(
+        self,
+        business_id: str,
+        calendar_id: str,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Unpack[CalendarUpdate],
+    ) -> Calendar:
+        """PATCH name, role or credentials."""
+        return self._client._run(
+            ep.update_calendar(business_id, calendar_id, fields, idempotency_key=idempotency_key)
+        )
+
+    def delete(
+        self, business_id: str, calendar_id: str, *, idempotency_key: str | None = None
+    ) -> ApiObject:
+        """Disconnect a calendar and drop its busy time."""
+        return self._client._run(
+            ep.delete_calendar(business_id, calendar_id, idempotency_key=idempotency_key)
+        )
+
+    def sync(
+        self, business_id: str, calendar_id: str, *, idempotency_key: str | None = None
+    ) -> Calendar:
+        """Run one sync now."""
+        return self._client._run(
+            ep.sync_calendar(business_id, calendar_id, idempotency_key=idempotency_key)
+        )
+
+    def busy(
+        self,
+        business_id: str,
+        calendar_id: str,
+        *,
+        start: DateTimeLike | None = None,
+        end: DateTimeLike | None = None,
+    ) -> Page[BusyInterval]:
+        """Busy intervals of the local copy (UTC, no titles)."""
+        return self._client._run(ep.calendar_busy(business_id, calendar_id, start=start, end=end))
+
+    def start_oauth(
+        self,
+        business_id: str,
+        provider: str,
+        *,
+        role: str | None = None,
+        calendar_id: str | None = None,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ApiObject:
+        """Begin the browser flow; returns ``{authorization_url, expires_at}``."""
+        return self._client._run(
+            ep.start_calendar_oauth(
+                business_id,
+                provider,
+                role=role,
+                calendar_id=calendar_id,
+                name=name,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+
+class WebhookEndpoints(_Resource):
+    """``/v1/webhook-endpoints`` (§8); verify deliveries with ``slotguard.webhooks.verify``."""
+
+    def create(
+        self, *, idempotency_key: str | None = None, **fields: Unpack[WebhookEndpointCreate]
+    ) -> WebhookEndpoint:
+        """Register an endpoint; ``result.secret`` (``whsec_…``) is shown only here."""
+        return self._client._run(ep.create_endpoint(fields, idempotency_key=idempotency_key))
+
+    def get(self, endpoint_id: str) -> WebhookEndpoint:
+        """Fetch an endpoint (no secret)."""
+        return self._client._run(ep.get_endpoint(endpoint_id))
+
+    def list(self, **query: Unpack[ListQuery]) -> Page[WebhookEndpoint]:
+        """One page of endpoints."""
+        return self._client._run(ep.list_endpoints(query))
+
+    def list_all(self, **query: Unpack[ListQuery]) -> Iterator[WebhookEndpoint]:
+        """Every endpoint, fetching pages as needed."""
+        return self._client._paginate(
+            ep.list_endpoints(query), lambda cursor: ep.list_endpoints(query, cursor=cursor)
+        )
+
+    def update(
+        self,
+        endpoint_id: str,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Unpack[WebhookEndpointUpdate],
+    ) -> WebhookEndpoint:
+        """PATCH url, events, description or enabled."""
+        return self._client._run(
+            ep.update_endpoint(endpoint_id, fields, idempotency_key=idempotency_key)
+        )
+
+    def delete(self, endpoint_id: str, *, idempotency_key: str | None = None) -> ApiObject:
+        """Delete an endpoint."""
+        return self._client._run(ep.delete_endpoint(endpoint_id, idempotency_key=idempotency_key))
+
+    def rotate_secret(
+        self,
+        endpoint_id: str,
+        *,
+        grace_period_seconds: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WebhookEndpoint:
+        """New signing secret (shown once); the old one co-signs during the grace period."""
+        return self._client._run(
+            ep.rotate_endpoint_secret(
+                endpoint_id,
+                grace_period_seconds=grace_period_seconds,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def test(self, endpoint_id: str, *, idempotency_key: str | None = None) -> ApiObject:
+        """Send a signed test event now and report what the receiver answered."""
+        return self._client._run(ep.test_endpoint(endpoint_id, idempotency_key=idempotency_key))
+
+    def deliveries(self, endpoint_id: str, **query: Unpack[DeliveryQuery]) -> Page[WebhookDelivery]:
+        """One page of delivery attempts, newest first."""
+        return self._client._run(ep.list_deliveries(endpoint_id, query))
+
+
+class AuditLog(_Resource):
+    """``/v1/audit-log`` (§8); scope ``audit:read``."""
+
+    def list(self, **filters: Unpack[AuditFilters]) -> Page[AuditEntry]:
+        """One page of audit rows, oldest first."""
+        return self._client._run(ep.list_audit(filters))
+
+    def list_all(self, **filters: Unpack[AuditFilters]) -> Iterator[AuditEntry]:
+        """Every matching audit row, fetching pages as needed."""
+        return self._client._paginate(
+            ep.list_audit(filters), lambda cursor: ep.list_audit(filters, cursor=cursor)
+        )
+
+    def export(self, **filters: Unpack[AuditFilters]) -> builtins.list[AuditEntry]:
+        """Every matching row from the JSONL export, in one response."""
+        return self._client._run(ep.export_audit(filters))

@@ -1,0 +1,86 @@
+"""``/mcp`` inside ``serve``: streamable HTTP, authenticated with the API's bearer keys.
+
+Stateless JSON responses, so any of several ``serve`` processes can answer any request and
+no session is pinned to one. The endpoint checks the key (a 401 in the API's error shape
+otherwise) and hands it to the tools, which call the API in-process through
+``httpx.ASGITransport``: the key's rate limit counts each API call a tool makes, not the
+``/mcp`` request around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from slotguard.api.deps import actor_for_key
+from slotguard.api.errors import unauthorized
+from slotguard.domain.scopes import ALL_SCOPES
+from slotguard.mcp.server import Backend, SlotguardMCP, build_server, current_key, current_scopes
+
+INTERNAL_BASE_URL = "http://slotguard.internal"
+
+
+class McpEndpoint:
+    """ASGI endpoint for ``/mcp``: bearer check, then the SDK's streamable HTTP handler."""
+
+    def __init__(self, server: SlotguardMCP, app: Any) -> None:
+        self.server = server
+        self.app = app
+        # Every request needs the Authorization header; DNS-rebinding attacks come from
+        # browsers that hold no key, so the Host allowlist would only break real hostnames.
+        self._handler: ASGIApp = server.streamable_http_app(
+            streamable_http_path="/mcp",
+            stateless_http=True,
+            json_response=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+
+        raw = _bearer(scope)
+        actor = await actor_for_key(self.app.state.db, raw) if raw else None
+        if actor is None or raw is None:
+            # Raised into the app's exception handlers: the API's own 401 body and headers.
+            raise unauthorized()
+        scopes = frozenset(ALL_SCOPES) if actor.agent_id is None else actor.scopes
+        key_token, scope_token = current_key.set(raw), current_scopes.set(scopes)
+        try:
+            await self.server.session_manager.handle_request(scope, receive, send)
+        finally:
+            current_key.reset(key_token)
+            current_scopes.reset(scope_token)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            kind, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if kind.lower() == "bearer" and token else None
+    return None
+
+
+def mount(app: Any) -> McpEndpoint:
+    """Add ``/mcp`` to the FastAPI ``app``; the app's lifespan must run ``lifespan(app)``."""
+    backend = Backend(base_url=INTERNAL_BASE_URL, transport=lambda: httpx.ASGITransport(app=app))
+    endpoint = McpEndpoint(build_server(backend, version=str(app.version)), app)
+    app.router.add_route(
+        "/mcp", endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False
+    )
+    app.state.mcp = endpoint
+    return endpoint
+
+
+@asynccontextmanager
+async def lifespan(endpoint: McpEndpoint) -> AsyncIterator[None]:
+    """The SDK's session manager task group, for as long as the app runs."""
+    async with endpoint.server.session_manager.run():
+        try:
+            yield
+        finally:
+            await endpoint.server.backend.aclose()
