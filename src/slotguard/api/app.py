@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from slotguard.api import errors
+from slotguard.api import docs_ui, errors
 from slotguard.api.middleware import RequestMiddleware
 from slotguard.api.ratelimit import limiter_from_spec
 from slotguard.api.routes import (
@@ -69,12 +69,15 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         version="0.1.0",
         description="Self-hosted scheduling API: a slot is never booked twice.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.rate_limiter = limiter_from_spec(settings.rate_limit)
     if db is not None:
         app.state.db = db
         app.state.settings = settings
     errors.install(app)
+    docs_ui.install(app)
     for module in (
         system,
         businesses,
