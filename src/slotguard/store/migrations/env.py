@@ -39,15 +39,18 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_async_engine(url)
-    if engine.dialect.name == "sqlite":
+    sqlite = url.startswith("sqlite")
+    # SQLite: wait for another process's write lock (60 s) from the first statement on,
+    # including the journal-mode switch, which needs the lock too.
+    engine = create_async_engine(url, connect_args={"timeout": 60} if sqlite else {})
+    if sqlite:
         from sqlalchemy import event
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_conn, _rec):  # type: ignore[no-untyped-def]
             dbapi_conn.isolation_level = None
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
             dbapi_conn.execute("PRAGMA busy_timeout=60000")
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn):  # type: ignore[no-untyped-def]
