@@ -18,7 +18,7 @@ from slotguard.store.migrate import upgrade_to_head
 app = typer.Typer(
     help="slotguard: a scheduling API that never books a slot twice.", no_args_is_help=True
 )
-admin = typer.Typer(help="Accounts and admin keys.", no_args_is_help=True)
+admin = typer.Typer(help="Accounts, admin keys, the secret key.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 
 # Fixed key for the PostgreSQL advisory lock that makes first-start bootstrap happen once.
@@ -160,6 +160,37 @@ def create_key(
         typer.echo(f"no such account: {account}", err=True)
         raise typer.Exit(code=1)
     typer.echo(f"admin key (shown once): {raw}")
+
+
+@admin.command("rotate-secret-key")
+def rotate_secret_key() -> None:
+    """Re-encrypt every stored calendar credential with the first SLOTGUARD_SECRET_KEY."""
+    from slotguard.calendars.credentials import secret_box
+    from slotguard.services import calendars
+
+    settings = get_settings()
+    box = secret_box(settings.secret_key)
+    if box is None:
+        typer.echo("SLOTGUARD_SECRET_KEY is not set: nothing to encrypt with", err=True)
+        raise typer.Exit(code=2)
+
+    async def run() -> calendars.Rotation:
+        db = Database.connect(settings.database_url, pool_size=1)
+        try:
+            async with db.write() as s:
+                return await calendars.rotate_credentials(s, box)
+        finally:
+            await db.dispose()
+
+    upgrade_to_head(settings.database_url)
+    result = asyncio.run(run())
+    typer.echo(f"{result.rotated} calendar credential(s) re-encrypted with the first key")
+    if result.unreadable:
+        typer.echo(
+            "no configured key decrypts the credentials of: " + ", ".join(result.unreadable),
+            err=True,
+        )
+        raise typer.Exit(code=1)
 
 
 # -- outbox (side effects) ---------------------------------------------------------------

@@ -169,6 +169,8 @@ class Cluster:
     api_key: str
     workdir: Path
     servers: list[ServerProcess] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """More environment for the processes started from now on (settings under test)."""
 
     def tails(self) -> str:
         return "\n".join(s.tail() for s in self.servers)
@@ -183,6 +185,7 @@ class Cluster:
             "DATABASE_URL": self.db.url,
             "SLOTGUARD_BOOTSTRAP_API_KEY": self.api_key,
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         }
         port = _free_port()
         log_path = self.workdir / f"{name}.log"

@@ -19,7 +19,7 @@ from slotguard.calendars.base import (
     ProviderError,
     ProviderSpec,
 )
-from slotguard.calendars.credentials import secret_box
+from slotguard.calendars.credentials import CredentialError, SecretBox, secret_box
 from slotguard.calendars.http import make_calendar_client, split_userinfo
 from slotguard.calendars.registry import PROVIDERS, get_spec
 from slotguard.calendars.sync import SyncConfig, build_context, is_stale, open_credentials
@@ -335,6 +335,33 @@ async def busy_of(
 ) -> Sequence[tuple[dt.datetime, dt.datetime]]:
     cal = await get_calendar(s, actor, business_id, calendar_id)
     return await calendar_repo.calendar_busy_between(s, cal, start=start, end=end, limit=limit)
+
+
+# -- key rotation (§7.4) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    rotated: int
+    unreadable: list[str]  # calendars whose credentials no configured key decrypts
+
+
+async def rotate_credentials(s: AsyncSession, box: SecretBox) -> Rotation:
+    """Re-encrypt every stored calendar credential with the first key of ``box``.
+
+    A credential that none of the keys decrypts is left as it is and reported: its calendar
+    fails to sync (``last_error`` says why) until the owner enters the credentials again."""
+    rotated = 0
+    unreadable: list[str] = []
+    for calendar_id, token in await calendar_repo.all_credentials(s):
+        try:
+            new = box.rotate(token)
+        except CredentialError:
+            unreadable.append(calendar_id)
+            continue
+        if await calendar_repo.replace_sealed_credentials(s, calendar_id, old=token, new=new):
+            rotated += 1
+    return Rotation(rotated, unreadable)
 
 
 # -- staleness (§7.2) ---------------------------------------------------------------------

@@ -109,6 +109,20 @@ async def all_credentials(s: AsyncSession) -> Sequence[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
+async def replace_sealed_credentials(
+    s: AsyncSession, calendar_id: str, *, old: str, new: str
+) -> bool:
+    """Swap one sealed credential for its re-encryption, only if it is still ``old`` (a
+    credential changed meanwhile wins). The version stays: the secret did not change."""
+    result = await s.execute(
+        update(Calendar)
+        .where(Calendar.id == calendar_id, Calendar.credentials == old)
+        .values(credentials=new)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
 async def set_credentials(s: AsyncSession, calendar_id: str, token: str | None) -> None:
     await s.execute(
         update(Calendar)
