@@ -205,7 +205,9 @@ async def test_calendar_passwords_never_reach_a_server_log(
             )
             assert wrong.status_code == 422
             userinfo = collection.replace("http://", f"http://{radicale.user}:{radicale.password}@")
-            r = await client.post(base, json={"provider": "caldav", "url": userinfo, "role": "both"})
+            r = await client.post(
+                base, json={"provider": "caldav", "url": userinfo, "role": "both"}
+            )
             assert r.status_code == 201, r.text
             cal_id = r.json()["data"]["id"]
             assert (await client.post(f"{base}/{cal_id}/sync")).status_code == 200
