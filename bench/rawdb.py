@@ -51,6 +51,9 @@ import asyncpg
 
 UTC = dt.UTC
 MARGIN = dt.timedelta(days=3)  # services/scheduling.py BLOCKER_MARGIN
+# calendars.role values the server binds (store/calendar_repo.py).
+BUSY_ROLES = ("busy", "both")
+WRITE_ROLES = ("write", "both")
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,18 @@ PG_BUSY = (
     "SELECT busy_intervals.start_at, busy_intervals.end_at FROM busy_intervals "
     "WHERE busy_intervals.business_id = $1::VARCHAR "
     "AND busy_intervals.start_at < $2::TIMESTAMP WITH TIME ZONE "
-    "AND busy_intervals.end_at > $3::TIMESTAMP WITH TIME ZONE"
+    "AND busy_intervals.end_at > $3::TIMESTAMP WITH TIME ZONE UNION ALL "
+    "SELECT calendar_busy.start_at, calendar_busy.end_at FROM calendar_busy JOIN calendars "
+    "ON calendars.id = calendar_busy.calendar_id "
+    "AND calendars.copy_generation = calendar_busy.generation "
+    "WHERE calendar_busy.business_id = $4::VARCHAR "
+    "AND calendar_busy.start_at < $5::TIMESTAMP WITH TIME ZONE "
+    "AND calendar_busy.end_at > $6::TIMESTAMP WITH TIME ZONE "
+    "AND calendars.role IN ($7::VARCHAR, $8::VARCHAR)"
+)
+PG_WRITE_CALENDAR = (
+    "SELECT calendars.id FROM calendars WHERE calendars.business_id = $1::VARCHAR "
+    "AND calendars.role IN ($2::VARCHAR, $3::VARCHAR)"
 )
 PG_INSERT_BOOKING = (
     "INSERT INTO bookings (id, account_id, business_id, meeting_class, priority, "
@@ -307,7 +321,7 @@ async def pg_book(conn: asyncpg.Connection, ctx: RawContext, v: BookingValues) -
         await conn.fetchrow(PG_MEETING_CLASS, acct, "default")
         # (expired holds are cleared only when the read finds one: none here)
         await conn.fetch(PG_RESERVATIONS, biz, hi, lo)
-        await conn.fetch(PG_BUSY, biz, hi, lo)
+        await conn.fetch(PG_BUSY, biz, hi, lo, biz, hi, lo, *BUSY_ROLES)
         await conn.execute(
             PG_INSERT_BOOKING, v.booking_id, acct, biz, "default", 50, 0, 0, "confirmed",
             v.start, v.end, "Meeting", None, "bench@example.com", None, "[]", "{}", None,
@@ -318,6 +332,7 @@ async def pg_book(conn: asyncpg.Connection, ctx: RawContext, v: BookingValues) -
             PG_INSERT_RESERVATION, biz, "booking", v.booking_id, None, v.start, v.end, 50, 0, 0,
             None, True,
         )  # fmt: skip
+        await conn.fetchval(PG_WRITE_CALENDAR, biz, *WRITE_ROLES)
         await conn.fetch(PG_WEBHOOK_ENDPOINTS, acct)
         status = await conn.execute(
             PG_IDEM_COMPLETE, "completed", 201, v.response_headers, v.response_body,
@@ -429,6 +444,7 @@ SQ = {
         "insert_reservation": PG_INSERT_RESERVATION,
         "idem_complete": PG_IDEM_COMPLETE,
         "insert_audit": PG_INSERT_AUDIT,
+        "write_calendar": PG_WRITE_CALENDAR,
         "webhook_endpoints": PG_WEBHOOK_ENDPOINTS,
         "insert_outbox": PG_INSERT_OUTBOX,
     }.items()
@@ -498,7 +514,7 @@ def sqlite_book(
         x(SQ["lock_business"], (acct, biz)).fetchall()  # business + account rules
         x(SQ["meeting_class"], (acct, "default")).fetchall()
         x(SQ["reservations"], (biz, hi, lo)).fetchall()
-        x(SQ["busy"], (biz, hi, lo)).fetchall()
+        x(SQ["busy"], (biz, hi, lo, biz, hi, lo, *BUSY_ROLES)).fetchall()
         x(
             SQ["insert_booking"],
             (v.booking_id, acct, biz, "default", 50, 0, 0, "confirmed", start, end, "Meeting",
@@ -509,6 +525,7 @@ def sqlite_book(
             SQ["insert_reservation"],
             (biz, "booking", v.booking_id, None, start, end, 50, 0, 0, None, 1),
         ).fetchall()
+        x(SQ["write_calendar"], (biz, *WRITE_ROLES)).fetchall()
         x(SQ["webhook_endpoints"], (acct,)).fetchall()
         cur = x(
             SQ["idem_complete"],
@@ -640,6 +657,6 @@ def replayed_shapes(store: str) -> list[str]:
         *claim,
         s(PG_LOCK_BUSINESS), s(PG_MEETING_CLASS),
         s(PG_RESERVATIONS), s(PG_BUSY), s(PG_INSERT_BOOKING), s(PG_INSERT_RESERVATION),
-        s(PG_WEBHOOK_ENDPOINTS), s(PG_IDEM_COMPLETE), s(PG_INSERT_AUDIT), s(PG_INSERT_OUTBOX),
+        s(PG_WRITE_CALENDAR), s(PG_WEBHOOK_ENDPOINTS), s(PG_IDEM_COMPLETE), s(PG_INSERT_AUDIT), s(PG_INSERT_OUTBOX),
         "COMMIT",
     ]  # fmt: skip
