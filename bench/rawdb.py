@@ -657,6 +657,7 @@ def replayed_shapes(store: str) -> list[str]:
         *claim,
         s(PG_LOCK_BUSINESS), s(PG_MEETING_CLASS),
         s(PG_RESERVATIONS), s(PG_BUSY), s(PG_INSERT_BOOKING), s(PG_INSERT_RESERVATION),
-        s(PG_WRITE_CALENDAR), s(PG_WEBHOOK_ENDPOINTS), s(PG_IDEM_COMPLETE), s(PG_INSERT_AUDIT), s(PG_INSERT_OUTBOX),
+        s(PG_WRITE_CALENDAR), s(PG_WEBHOOK_ENDPOINTS), s(PG_IDEM_COMPLETE), s(PG_INSERT_AUDIT),
+        s(PG_INSERT_OUTBOX),
         "COMMIT",
     ]  # fmt: skip

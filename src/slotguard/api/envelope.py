@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
 from fastapi import Response
 from pydantic import BaseModel
 
@@ -16,7 +17,13 @@ JSON = "application/json"
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact UTF-8 JSON. orjson renders the same bytes as the stdlib's compact form for
+    the bodies we build, several times faster; anything it refuses (integers beyond 64 bits,
+    non-string keys) goes through the stdlib as before."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _plain(data: Any) -> Any:

@@ -15,13 +15,14 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import policy as email_policy
 from email.errors import HeaderParseError
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -60,6 +61,31 @@ _TEMPLATES_DIR: Final = Path(__file__).parent / "templates"
 _WHITESPACE = re.compile(r"\s+")
 
 log = structlog.get_logger(__name__)
+
+
+class _HeaderRegistry(HeaderRegistry):
+    """The stdlib registry with its two costs cut: it builds a new header class with
+    `type()` on every lookup, and parses the same values (From, Content-Type, MIME-Version,
+    …) again for every message. Both results depend only on their arguments, and header
+    objects are immutable, so they are computed once."""
+
+    @cache  # noqa: B019 - one module-level instance, kept for the process's lifetime
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        return super().__getitem__(name)
+
+    def __call__(self, name: str, value: Any) -> BaseHeader:
+        if isinstance(value, str):
+            return _parsed_header(self, name, value)
+        return super().__call__(name, value)
+
+
+@lru_cache(maxsize=1024)
+def _parsed_header(registry: _HeaderRegistry, name: str, value: str) -> BaseHeader:
+    return HeaderRegistry.__call__(registry, name, value)
+
+
+# email.policy.default with the caching registry: the same headers, folded the same way.
+_POLICY: Final = email_policy.default.clone(header_factory=_HeaderRegistry())
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +246,7 @@ def _message_id(mail: BookingMail, kind: EmailKind, recipient: str, domain: str)
     return f"<{mail.booking_id}.v{mail.version}.{kind}.{digest}@{domain}>"
 
 
+@lru_cache(maxsize=1024)  # Address objects are immutable; parsing them is not free
 def _address(display_name: str, addr_spec: str) -> Address | None:
     try:
         return Address(display_name=display_name, addr_spec=addr_spec.strip())
@@ -278,7 +305,7 @@ def build_messages(
         }
         to = _address(display_name, recipient.email)
         assert to is not None  # _recipients checked it
-        msg = EmailMessage()
+        msg = EmailMessage(policy=_POLICY)
         msg["From"] = from_addr
         msg["To"] = to
         if recipient.role != "owner" and reply_to is not None:
