@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.store.models import (
@@ -74,12 +74,14 @@ async def write_calendar(s: AsyncSession, business_id: str) -> Calendar | None:
     return found
 
 
+_WRITE_CALENDAR_ID = select(Calendar.id).where(
+    Calendar.business_id == bindparam("business_id"), Calendar.role.in_(WRITE_ROLES)
+)
+
+
 async def write_calendar_id(s: AsyncSession, business_id: str) -> str | None:
-    found: str | None = await s.scalar(
-        select(Calendar.id).where(
-            Calendar.business_id == business_id, Calendar.role.in_(WRITE_ROLES)
-        )
-    )
+    # Built once: every booking write asks this.
+    found: str | None = await s.scalar(_WRITE_CALENDAR_ID, {"business_id": business_id})
     return found
 
 

@@ -10,10 +10,12 @@ relies on anything inside this process, so several server processes can share a 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -37,6 +39,26 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+def _json_dumps(value: Any) -> str:
+    # JSON columns through orjson: several times faster than the stdlib on the booking path's
+    # payloads. What orjson refuses (integers beyond 64 bits, non-string keys) goes through
+    # the stdlib, as before.
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except TypeError:
+        return json.dumps(value)
+
+
+def _json_loads(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # e.g. NaN, which the stdlib writes and reads
+        return json.loads(text)
+
+
+JSON_OPTIONS: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
+
+
 def _sqlite_engine(
     url: str, *, immediate: bool, busy_timeout_s: float, pool_size: int
 ) -> AsyncEngine:
@@ -46,6 +68,7 @@ def _sqlite_engine(
         max_overflow=0,
         pool_timeout=120,
         connect_args={"timeout": busy_timeout_s},
+        **JSON_OPTIONS,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -104,7 +127,7 @@ class Database:
             )
             return cls(url=url, write_engine=write, read_engine=read)
         engine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, **JSON_OPTIONS
         )
         # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a lookup. Nothing
         # that decides a write reads through it; every check that matters is repeated

@@ -37,6 +37,18 @@ def _rowcount(result: Any) -> int:
 # -- endpoints ---------------------------------------------------------------------------
 
 
+# Built once: every booking write asks this.
+_ENABLED_ENDPOINTS = (
+    select(WebhookEndpoint)
+    .where(
+        WebhookEndpoint.account_id == bindparam("account_id"),
+        WebhookEndpoint.enabled.is_(True),
+        WebhookEndpoint.deleted_at.is_(None),
+    )
+    .order_by(WebhookEndpoint.id)
+)
+
+
 async def subscribed_endpoints(
     s: AsyncSession, account_id: str, event_type: str
 ) -> list[WebhookEndpoint]:
@@ -45,17 +57,7 @@ async def subscribed_endpoints(
     An account has a handful of endpoints; filtering the `events` list here keeps the query
     the same on both stores (JSON containment differs between them).
     """
-    rows = (
-        await s.scalars(
-            select(WebhookEndpoint)
-            .where(
-                WebhookEndpoint.account_id == account_id,
-                WebhookEndpoint.enabled.is_(True),
-                WebhookEndpoint.deleted_at.is_(None),
-            )
-            .order_by(WebhookEndpoint.id)
-        )
-    ).all()
+    rows = (await s.scalars(_ENABLED_ENDPOINTS, {"account_id": account_id})).all()
     return [e for e in rows if event_type in (e.events or [])]
 
 

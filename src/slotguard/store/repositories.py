@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import Row, Select, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +26,11 @@ from slotguard.store.models import (
     MeetingClass,
     Reservation,
 )
+
+# The booking path's statements are built once, here, with bind parameters: building a
+# statement and computing its cache key on every call cost more CPU than running it.
+# SQLAlchemy memoizes a statement object's cache key, so these go straight to its
+# compiled-statement cache. The SQL sent is the same as before.
 
 EXCLUSION_VIOLATION = "23P01"
 UNIQUE_VIOLATION = "23505"
@@ -55,14 +60,15 @@ async def get_account(s: AsyncSession, account_id: str) -> Account | None:
     return await s.get(Account, account_id)
 
 
+_KEY_BY_HASH = (
+    select(ApiKey, Agent)
+    .outerjoin(Agent, Agent.id == ApiKey.agent_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
+
+
 async def find_key_by_hash(s: AsyncSession, key_hash: str) -> tuple[ApiKey, Agent | None] | None:
-    row = (
-        await s.execute(
-            select(ApiKey, Agent)
-            .outerjoin(Agent, Agent.id == ApiKey.agent_id)
-            .where(ApiKey.key_hash == key_hash)
-        )
-    ).first()
+    row = (await s.execute(_KEY_BY_HASH, {"key_hash": key_hash})).first()
     return None if row is None else (row[0], row[1])
 
 
@@ -146,23 +152,25 @@ async def lock_business(s: AsyncSession, account_id: str, business_id: str) -> B
     return found
 
 
+_BUSINESS_AND_ACCOUNT_RULES = (
+    select(Business, Account.rules)
+    .join(Account, Account.id == Business.account_id)
+    .where(
+        Business.account_id == bindparam("account_id"),
+        Business.id == bindparam("business_id"),
+        Business.deleted_at.is_(None),
+    )
+    .execution_options(populate_existing=True)
+)
+_BUSINESS_AND_ACCOUNT_RULES_LOCKED = _BUSINESS_AND_ACCOUNT_RULES.with_for_update(of=Business)
+
+
 async def business_and_account_rules(
     s: AsyncSession, account_id: str, business_id: str, *, lock: bool
 ) -> tuple[Business, dict[str, Any]] | None:
     """A business (row-locked if `lock`, see `lock_business`) and its account's rule layer."""
-    q = (
-        select(Business, Account.rules)
-        .join(Account, Account.id == Business.account_id)
-        .where(
-            Business.account_id == account_id,
-            Business.id == business_id,
-            Business.deleted_at.is_(None),
-        )
-        .execution_options(populate_existing=True)
-    )
-    if lock:
-        q = q.with_for_update(of=Business)
-    row = (await s.execute(q)).first()
+    q = _BUSINESS_AND_ACCOUNT_RULES_LOCKED if lock else _BUSINESS_AND_ACCOUNT_RULES
+    row = (await s.execute(q, {"account_id": account_id, "business_id": business_id})).first()
     return None if row is None else (row[0], row[1] or {})
 
 
@@ -182,9 +190,14 @@ async def list_businesses(
     return (await s.scalars(q.order_by(Business.id).limit(limit + 1))).all()
 
 
+_MEETING_CLASS = select(MeetingClass).where(
+    MeetingClass.account_id == bindparam("account_id"), MeetingClass.name == bindparam("name")
+)
+
+
 async def get_meeting_class(s: AsyncSession, account_id: str, name: str) -> MeetingClass | None:
     found: MeetingClass | None = await s.scalar(
-        select(MeetingClass).where(MeetingClass.account_id == account_id, MeetingClass.name == name)
+        _MEETING_CLASS, {"account_id": account_id, "name": name}
     )
     return found
 
@@ -251,43 +264,64 @@ async def expire_holds(s: AsyncSession, business_id: str, now: dt.datetime) -> N
     )
 
 
+# Plain rows, not Reservation objects: the callers only read them, and an availability
+# read loads hundreds, which the ORM's identity map and instance state would multiply.
+_res = Reservation.__table__.c
+_booking = Booking.__table__.c
+_ACTIVE_CLAIMS = (
+    select(*Reservation.__table__.c, _booking.created_at)
+    .select_from(Reservation.__table__.outerjoin(Booking.__table__, _booking.id == _res.booking_id))
+    .where(
+        _res.business_id == bindparam("business_id"),
+        _res.active.is_(True),
+        _res.start_at < bindparam("end"),
+        _res.end_at > bindparam("start"),
+    )
+    .order_by(_res.start_at, _res.id)
+)
+
+
 async def active_claims(
     s: AsyncSession,
     business_id: str,
     *,
     start: dt.datetime,
     end: dt.datetime,
-) -> Sequence[tuple[Reservation, dt.datetime | None]]:
-    """Active reservations in [start, end) with their booking's creation time (or None).
+) -> Sequence[tuple[Row[Any], dt.datetime | None]]:
+    """Active reservations in [start, end) (as rows with the `reservations` columns) with
+    their booking's creation time (or None).
 
     Hold rows past `expires_at` are included: they no longer block, but the caller must know
     of them to clear them (`expire_holds`) before inserting a reservation over them.
     """
-    rows = await s.execute(
-        select(Reservation, Booking.created_at)
-        .outerjoin(Booking, Booking.id == Reservation.booking_id)
-        .where(
-            Reservation.business_id == business_id,
-            Reservation.active.is_(True),
-            Reservation.start_at < end,
-            Reservation.end_at > start,
-        )
-        .order_by(Reservation.start_at, Reservation.id)
+    rows = await s.execute(_ACTIVE_CLAIMS, {"business_id": business_id, "start": start, "end": end})
+    return [(r, r[-1]) for r in rows]
+
+
+def _busy_union() -> Any:
+    posted = select(BusyInterval.start_at, BusyInterval.end_at).where(
+        BusyInterval.business_id == bindparam("business_id"),
+        BusyInterval.start_at < bindparam("end"),
+        BusyInterval.end_at > bindparam("start"),
     )
-    return [(r[0], r[1]) for r in rows]
+    # Busy time from connected calendars (their local copies) blocks exactly the same way.
+    # Own parameter names, so each occurrence stays its own positional parameter.
+    cal_id: Any = bindparam("cal_business_id")
+    cal_start: Any = bindparam("cal_start")
+    cal_end: Any = bindparam("cal_end")
+    synced = calendar_repo.business_calendar_busy(cal_id, start=cal_start, end=cal_end)
+    return posted.union_all(synced)
+
+
+_BUSY_BETWEEN = _busy_union()
 
 
 async def busy_between(
     s: AsyncSession, business_id: str, *, start: dt.datetime, end: dt.datetime
 ) -> Sequence[tuple[dt.datetime, dt.datetime]]:
-    posted = select(BusyInterval.start_at, BusyInterval.end_at).where(
-        BusyInterval.business_id == business_id,
-        BusyInterval.start_at < end,
-        BusyInterval.end_at > start,
-    )
-    # Busy time from connected calendars (their local copies) blocks exactly the same way.
-    synced = calendar_repo.business_calendar_busy(business_id, start=start, end=end)
-    rows = await s.execute(posted.union_all(synced))
+    params = {"business_id": business_id, "start": start, "end": end}
+    params.update(cal_business_id=business_id, cal_start=start, cal_end=end)
+    rows = await s.execute(_BUSY_BETWEEN, params)
     return [(r[0], r[1]) for r in rows]
 
 
@@ -378,6 +412,14 @@ async def get_idempotency_key(s: AsyncSession, account_id: str, key: str) -> Ide
     return found
 
 
+# Core statements on the table (not the mapped class): executed with a parameter dict, an
+# ORM-enabled INSERT/UPDATE would become an ORM bulk operation with no rowcount.
+_IDEM: Table = IdempotencyKey.__table__  # type: ignore[assignment]
+_IDEM_KEY_COLUMNS = [_IDEM.c.account_id, _IDEM.c.key]
+_IDEM_INSERT_PG = pg_insert(_IDEM).on_conflict_do_nothing(index_elements=_IDEM_KEY_COLUMNS)
+_IDEM_INSERT_SQLITE = sqlite_insert(_IDEM).on_conflict_do_nothing(index_elements=_IDEM_KEY_COLUMNS)
+
+
 async def insert_idempotency_key(s: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert a fresh in-progress key; False if it already exists (any state).
 
@@ -386,13 +428,8 @@ async def insert_idempotency_key(s: AsyncSession, values: dict[str, Any]) -> boo
     waits for the other transaction and then reports the conflict.
     """
     dialect = s.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (
-        insert(IdempotencyKey)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[IdempotencyKey.account_id, IdempotencyKey.key])
-    )
-    res = await s.execute(stmt)
+    stmt = _IDEM_INSERT_PG if dialect == "postgresql" else _IDEM_INSERT_SQLITE
+    res = await s.execute(stmt, values)
     return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
@@ -417,6 +454,25 @@ async def take_over_idempotency_key(
     return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
+# (Bind names differ from the column names: those are reserved for the SET clause.)
+_IDEM_COMPLETE = (
+    update(_IDEM)
+    .where(
+        _IDEM.c.account_id == bindparam("w_account_id"),
+        _IDEM.c.key == bindparam("w_key"),
+        _IDEM.c.owner_token == bindparam("w_token"),
+        _IDEM.c.state == bindparam("w_state"),
+    )
+    .values(
+        state=bindparam("new_state"),
+        response_status=bindparam("new_status"),
+        response_headers=bindparam("new_headers"),
+        response_body=bindparam("new_body"),
+        completed_at=bindparam("new_completed_at"),
+    )
+)
+
+
 async def complete_idempotency_key(
     s: AsyncSession,
     account_id: str,
@@ -429,20 +485,18 @@ async def complete_idempotency_key(
     now: dt.datetime,
 ) -> bool:
     res = await s.execute(
-        update(IdempotencyKey)
-        .where(
-            IdempotencyKey.account_id == account_id,
-            IdempotencyKey.key == key,
-            IdempotencyKey.owner_token == token,
-            IdempotencyKey.state == "in_progress",
-        )
-        .values(
-            state="completed",
-            response_status=status,
-            response_headers=headers,
-            response_body=body,
-            completed_at=now,
-        )
+        _IDEM_COMPLETE,
+        {
+            "new_state": "completed",
+            "new_status": status,
+            "new_headers": headers,
+            "new_body": body,
+            "new_completed_at": now,
+            "w_account_id": account_id,
+            "w_key": key,
+            "w_token": token,
+            "w_state": "in_progress",
+        },
     )
     return bool(res.rowcount)  # type: ignore[attr-defined]
 
