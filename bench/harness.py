@@ -196,6 +196,10 @@ class Server:
     api_key: str = field(default_factory=lambda: f"sg_live_bench{uuid.uuid4().hex}")
     port: int = field(default_factory=free_port)
     workers: int = 1
+    # e.g. ["--no-worker"]
+    extra_args: list[str] = field(default_factory=list)
+    # "serve" (the API) or "worker" (the standalone background worker)
+    command: str = "serve"
     proc: subprocess.Popen[bytes] | None = None
     _log: Any = None
 
@@ -213,9 +217,13 @@ class Server:
         env.pop("SLOTGUARD_DATABASE_URL", None)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
-        cmd = [*_slotguard_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        if self.workers != 1:
-            cmd += ["--workers", str(self.workers)]
+        if self.command == "serve":
+            cmd = [*_slotguard_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+            if self.workers != 1:
+                cmd += ["--workers", str(self.workers)]
+        else:
+            cmd = [*_slotguard_command(), self.command]
+        cmd += self.extra_args
         # cwd is the scratch directory so no stray `.env` of the caller is picked up.
         self.proc = subprocess.Popen(
             cmd,

@@ -169,9 +169,13 @@ async def run_store(name: str, seconds: float, n: int) -> dict[str, Any]:
         try:
             server.start()
             await server.wait_ready()
+            assert server.proc is not None
+            with harness.CpuMeter(server.proc.pid) as cpu:
+                hold_confirm = await round_trips(server, seconds)
+            hold_confirm["cpu"] = cpu.result
             result = {
                 "store": name,
-                "hold_confirm": await round_trips(server, seconds),
+                "hold_confirm": hold_confirm,
                 "hold_latency": await hold_latency(server, n),
             }
         finally:
@@ -196,6 +200,12 @@ async def main() -> int:
         print(
             f"[{name}] hold+confirm: {hc['round_trips_per_s']} round trips/s with {AGENTS} "
             f"agents (p50 {hc['p50_ms']} ms, p99 {hc['p99_ms']} ms, failures {hc['failures']})"
+        )
+        c = hc["cpu"]
+        print(
+            f"[{name}]   CPU-s during the round trips: server {c['server_cpu_s']}, bench "
+            f"{c['bench_cpu_s']}, postgres {c['postgres_cpu_s']}, other {c['other_cpu_s']} "
+            f"(machine {c['machine_busy_pct']}% busy)"
         )
         print(
             f"[{name}] POST /v1/availability, 9 h window, 200 busy: p50 {hl['p50_ms']} ms, "
