@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     # The base of the OAuth redirect URI ({public_url}/v1/oauth/{provider}/callback); unset =
     # the base URL of the request that starts the flow.
     public_url: str | None = Field(default=None, validation_alias="SLOTGUARD_PUBLIC_URL")
+    # Booking pages (§12): how long a visitor's pick is held, and how many live holds one
+    # client address may have across all pages (the address is the TCP peer's).
+    public_hold_seconds: int = Field(
+        default=300, ge=30, le=3600, validation_alias="SLOTGUARD_PUBLIC_HOLD_SECONDS"
+    )
+    public_holds_per_address: int = Field(
+        default=5, ge=1, validation_alias="SLOTGUARD_PUBLIC_HOLDS_PER_ADDRESS"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,7 @@ Prefix = Literal[
     "busy",
     "cal",
     "obx",
+    "bpg",
 ]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from slotguard import pages
 from slotguard.api import docs_ui, errors
 from slotguard.api.middleware import RequestMiddleware
 from slotguard.api.ratelimit import limiter_from_spec
@@ -18,6 +19,7 @@ from slotguard.api.routes import (
     agents,
     audit,
     availability,
+    booking_pages,
     bookings,
     businesses,
     calendars,
@@ -96,8 +98,10 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         webhooks,
         outbox,
         calendars,
+        booking_pages,
     ):
         app.include_router(module.router)
+    pages.install(app)
     mcp_endpoint = _mount_mcp(app) if settings.mcp_enabled else None
     app.add_middleware(RequestMiddleware)
     return app

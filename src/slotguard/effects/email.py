@@ -111,6 +111,8 @@ class BookingMail:
     """``(email, display_name)`` pairs."""
     organizer_email: str | None = None
     """ORGANIZER of the invite; defaults to ``business_email``."""
+    manage_url: str | None = None
+    """A booking page's manage link (cancel or reschedule); shown to the customer only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +304,7 @@ def build_messages(
             "when_utc": when_utc,
             "booking_id": mail.booking_id,
             "status": mail.status,
+            "manage_url": mail.manage_url if recipient.role == "customer" else None,
         }
         to = _address(display_name, recipient.email)
         assert to is not None  # _recipients checked it
@@ -348,6 +351,14 @@ def _part_text(msg: EmailMessage, content_type: str) -> str | None:
     return None
 
 
+# A manage link is a bearer credential for one booking: logged mails show it redacted.
+_MANAGE_LINK = re.compile(r"/manage/[A-Za-z0-9_-]+")
+
+
+def _redact(text: str | None) -> str | None:
+    return None if text is None else _MANAGE_LINK.sub("/manage/[redacted]", text)
+
+
 class LogMailSender:
     """Used when no SMTP server is configured: the whole mail goes to the log, none is lost."""
 
@@ -362,8 +373,8 @@ class LogMailSender:
             subject=msg["Subject"],
             message_id=msg["Message-ID"],
             booking_id=msg["X-Slotguard-Booking-Id"],
-            text_body=_part_text(msg, "text/plain"),
-            html_body=_part_text(msg, "text/html"),
+            text_body=_redact(_part_text(msg, "text/plain")),
+            html_body=_redact(_part_text(msg, "text/html")),
             calendar=_part_text(msg, "text/calendar"),
         )
 

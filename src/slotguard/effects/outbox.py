@@ -518,6 +518,7 @@ def booking_mail(snapshot: dict[str, Any]) -> BookingMail:
         description=snapshot.get("description"),
         attendees=tuple((email, name) for email, name in snapshot.get("attendees", [])),
         organizer_email=snapshot.get("organizer_email"),
+        manage_url=snapshot.get("manage_url"),
     )
 
 

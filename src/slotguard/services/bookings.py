@@ -316,8 +316,12 @@ async def reschedule(
     start: dt.datetime,
     end: dt.datetime | None,
     if_match: int | None,
+    manage_url: str | None = None,
 ) -> Booking:
-    """Move a booking: same id, version + 1; the new time passes the booking checks."""
+    """Move a booking: same id, version + 1; the new time passes the booking checks.
+
+    `manage_url` (booking pages, §12) goes into the customer's update mail.
+    """
     booking = await get_booking(s, ctx, booking_id, lock=True)
     if booking.status != "confirmed":
         raise BookingNotActive(status=booking.status)
@@ -382,7 +386,7 @@ async def reschedule(
         correlation_id=booking.correlation_id,
         details={"state": snapshot(booking), "previous": old},
     )
-    await events.booking_event(s, ctx, "booking.rescheduled", booking)
+    await events.booking_event(s, ctx, "booking.rescheduled", booking, manage_url=manage_url)
     return booking
 
 

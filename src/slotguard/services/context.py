@@ -18,12 +18,19 @@ class Actor:
     # None = every business of the account
     allowed_business_ids: frozenset[str] | None = None
     default_meeting_class: str | None = None
+    # A public booking page acting for its visitors (§12): only the scopes it is given, so
+    # a visitor can never preempt a booking.
+    page_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
+        if self.page_id is not None:
+            return False
         return self.agent_id is None or "admin" in self.scopes
 
     def has_scope(self, scope: Scope) -> bool:
+        if self.page_id is not None:
+            return scope in self.scopes
         return self.agent_id is None or scope in self.scopes or "admin" in self.scopes
 
     def require_scope(self, scope: Scope) -> None:

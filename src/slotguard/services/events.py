@@ -184,10 +184,18 @@ async def _calendar_write(
 
 
 async def booking_event(
-    s: AsyncSession, ctx: RequestContext | None, event_type: str, booking: Booking
+    s: AsyncSession,
+    ctx: RequestContext | None,
+    event_type: str,
+    booking: Booking,
+    *,
+    manage_url: str | None = None,
 ) -> None:
     """Enqueue the webhooks and the email that `event_type` causes, in the caller's
-    transaction: one message per subscribed endpoint, one mail message per event."""
+    transaction: one message per subscribed endpoint, one mail message per event.
+
+    `manage_url` is a booking page's manage link (§12): it goes to the customer's mail only
+    (the outbox row carries it until the row is purged after delivery)."""
     if event_type not in BOOKING_EVENTS:
         raise ValueError(f"unknown booking event {event_type!r}")
     now = _now(ctx)
@@ -208,6 +216,8 @@ async def booking_event(
     if kind is not None:
         business = await s.get(Business, booking.business_id)
         mail = mail_snapshot(booking, business)
+        if manage_url is not None:
+            mail["manage_url"] = manage_url
         if _has_recipient(mail):
             rows.append(
                 _message(

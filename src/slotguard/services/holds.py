@@ -300,8 +300,12 @@ async def confirm_hold(
     *,
     start: dt.datetime | None,
     details: BookingDetails,
+    manage_url: str | None = None,
 ) -> Booking:
-    """Turn one held slot into a confirmed booking and release the rest, atomically."""
+    """Turn one held slot into a confirmed booking and release the rest, atomically.
+
+    `manage_url` (booking pages, §12) goes into the customer's confirmation mail.
+    """
     hold = await get_hold(s, ctx, hold_id, lock=True)
     _check_confirmable(hold, ctx.now)
     business = await repo.lock_business(s, ctx.account_id, hold.business_id)
@@ -352,7 +356,7 @@ async def confirm_hold(
         correlation_id=booking.correlation_id,
         details={"state": snapshot(booking), "hold_status": "confirmed"},
     )
-    await events.booking_event(s, ctx, "booking.confirmed", booking)
+    await events.booking_event(s, ctx, "booking.confirmed", booking, manage_url=manage_url)
     return booking
 
 

@@ -513,3 +513,62 @@ class CalendarOAuthToken(Base):
     refresh_count: Mapped[int] = mapped_column(Integer, default=0)
     refused_version: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[dt.datetime]
+
+
+# -- booking pages (§12) ----------------------------------------------------------------
+
+
+class BookingPage(Base):
+    __tablename__ = "booking_pages"
+    __table_args__ = (Index("ix_booking_pages_account_id", "account_id", "id"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    business_id: Mapped[str] = mapped_column(ForeignKey("businesses.id"))
+    meeting_class: Mapped[str | None] = mapped_column(String(64))
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    days_ahead: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class PageHold(Base):
+    """A hold taken from a public page, with who took it (for the abuse limits)."""
+
+    __tablename__ = "page_holds"
+    __table_args__ = (
+        Index("ix_page_holds_visitor", "page_id", "visitor", "expires_at"),
+        Index("ix_page_holds_addr", "client_addr", "expires_at"),
+    )
+    hold_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    page_id: Mapped[str] = mapped_column(String(40))
+    visitor: Mapped[str] = mapped_column(String(64))
+    client_addr: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime]
+
+
+class ManageToken(Base):
+    """SHA-256 of an invitee's manage link token; the raw token is never stored."""
+
+    __tablename__ = "manage_tokens"
+    __table_args__ = (Index("ix_manage_tokens_booking", "booking_id"),)
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40))
+    booking_id: Mapped[str] = mapped_column(String(40))
+    page_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime]
+
+
+class DashboardToken(Base):
+    """A one-time login link (`login`) or the session it opened (`session`), hashed."""
+
+    __tablename__ = "dashboard_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    account_id: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
