@@ -193,6 +193,47 @@ def rotate_secret_key() -> None:
         raise typer.Exit(code=1)
 
 
+@admin.command("login-link")
+def login_link(
+    account: Annotated[
+        str | None, typer.Option(help="Account id (acct_…); needed when there are several")
+    ] = None,
+) -> None:
+    """Print a one-time sign-in link to the owner's dashboard (valid 15 minutes)."""
+    from slotguard.domain.errors import DomainError
+    from slotguard.services import booking_pages
+    from slotguard.store import pages_repo
+
+    async def run() -> str | None:
+        settings = get_settings()
+        db = Database.connect(settings.database_url, pool_size=1)
+        try:
+            async with db.write() as s:
+                chosen = account
+                if chosen is None:
+                    ids = await pages_repo.account_ids(s, 2)
+                    if len(ids) != 1:
+                        return None
+                    chosen = ids[0]
+                try:
+                    return await booking_pages.create_login_link(s, chosen, now=_now())
+                except DomainError:
+                    return None
+        finally:
+            await db.dispose()
+
+    settings = get_settings()
+    upgrade_to_head(settings.database_url)
+    raw = asyncio.run(run())
+    if raw is None:
+        which = f"no such account: {account}" if account else "give --account acct_…"
+        typer.echo(f"slotguard: {which}", err=True)
+        raise typer.Exit(code=1)
+    base = (settings.public_url or "http://127.0.0.1:8000").rstrip("/")
+    typer.echo(f"{base}/dashboard/login/{raw}")
+    typer.echo("(one use, valid 15 minutes)")
+
+
 # -- outbox (side effects) ---------------------------------------------------------------
 
 outbox_cli = typer.Typer(

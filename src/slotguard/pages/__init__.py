@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Response
 
-from slotguard.pages import book, manage, web
+from slotguard.pages import book, dashboard, manage, web
 
 _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
@@ -30,3 +30,4 @@ def install(app: FastAPI) -> None:
     app.include_router(static_router)
     app.include_router(book.router)
     app.include_router(manage.router)
+    app.include_router(dashboard.router)

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.store.models import (
+    Account,
     BookingPage,
     DashboardToken,
     Hold,
@@ -161,3 +162,7 @@ async def live_holds(
         .limit(limit)
     )
     return (await s.scalars(q)).all()
+
+
+async def account_ids(s: AsyncSession, limit: int) -> Sequence[str]:
+    return (await s.scalars(select(Account.id).order_by(Account.id).limit(limit))).all()
