@@ -17,8 +17,9 @@ from sqlalchemy import update
 from slotguard.api.app import create_app
 from slotguard.services import booking_pages
 from slotguard.services.booking_pages import token_hash
+from slotguard.store import pages_repo
 from slotguard.store.db import Database
-from slotguard.store.models import DashboardToken
+from slotguard.store.models import Calendar, DashboardToken, PageHold
 from tests.api.helpers import book, future_day, iso, key
 from tests.conftest import Tenant
 from tests.pages.conftest import Site, browser, page_settings
@@ -215,3 +216,62 @@ def test_cli_prints_a_working_login_link(tmp_path: Path) -> None:
             await db.dispose()
 
     assert asyncio.run(use()) == 200
+
+
+async def test_calendar_status_and_last_error_are_shown(site: Site, pages_app: Any) -> None:
+    t = site.tenant
+    now = dt.datetime.now(dt.UTC)
+    async with t.store.db.write() as s:
+        s.add(
+            Calendar(
+                id=f"cal_{key()[:20]}",
+                account_id=t.account_id,
+                business_id=site.business["id"],
+                provider="caldav",
+                role="busy",
+                name="Team calendar",
+                url="https://user:secret-password@cal.example.com/dav/",
+                settings={},
+                credentials=None,
+                credentials_version=0,
+                status="error",
+                last_synced_at=now - dt.timedelta(hours=1),
+                last_error={"code": "calendar_unreachable", "message": "timed out"},
+                busy_count=0,
+                copy_generation=0,
+                next_sync_at=now,
+                failures=3,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    async with browser(pages_app) as client:
+        await sign_in(client, t)
+        r = await client.get("/dashboard")
+    text = read(r.text).text
+    assert "Team calendar (caldav)" in text
+    assert "calendar_unreachable: timed out" in text
+    assert "secret-password" not in r.text  # calendar URLs (and their secrets) stay out
+
+
+async def test_purge_forgets_only_ended_page_state(site: Site, pages_app: Any) -> None:
+    t = site.tenant
+    async with browser(pages_app) as client:
+        page = read((await client.get(f"/book/{site.page['slug']}")).text)
+        form = page.form("/hold")
+        held = await client.post(
+            form.action, data={**form.fields, "start": page.slot_buttons()[0].value or ""}
+        )
+        hold_id = held.headers["location"].split("/hold/")[1].split("?")[0]
+    raw = await login_link(t)
+    now = dt.datetime.now(dt.UTC)
+    async with t.store.db.write() as s:
+        await pages_repo.purge_page_state(s, now=now)
+    async with t.store.db.read() as s:
+        assert await s.get(PageHold, hold_id) is not None
+        assert await s.get(DashboardToken, token_hash(raw)) is not None
+    async with t.store.db.write() as s:
+        await pages_repo.purge_page_state(s, now=now + dt.timedelta(days=1))
+    async with t.store.db.read() as s:
+        assert await s.get(PageHold, hold_id) is None
+        assert await s.get(DashboardToken, token_hash(raw)) is None

@@ -24,7 +24,7 @@ from slotguard.config import Settings, get_settings
 from slotguard.effects.email import MailDeliveryError, MailSender, mail_sender_from_settings
 from slotguard.effects.netguard import make_webhook_client
 from slotguard.effects.outbox import WEBHOOK_TIMEOUT_S, OutboxSettings, OutboxWorker
-from slotguard.store import outbox_repo
+from slotguard.store import outbox_repo, pages_repo
 from slotguard.store import repositories as repo
 from slotguard.store.db import Database
 
@@ -131,6 +131,10 @@ async def _run(
         messages, deliveries = await purge_outbox(db, now)
         if messages or deliveries:
             log.info("outbox_purged", messages=messages, deliveries=deliveries)
+        async with db.write() as s:
+            pages = await pages_repo.purge_page_state(s, now=now)
+        if pages:
+            log.info("page_state_purged", rows=pages)
 
     jobs = [_every(stop, PURGE_EVERY_S, "purge", purge)]
     sweeper = hold_sweeper()

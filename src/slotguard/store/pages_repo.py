@@ -93,9 +93,13 @@ async def get_page_hold(s: AsyncSession, hold_id: str) -> PageHold | None:
     return found
 
 
-async def purge_page_holds(s: AsyncSession, *, before: dt.datetime) -> int:
-    result = await s.execute(delete(PageHold).where(PageHold.expires_at < before))
-    return int(getattr(result, "rowcount", 0) or 0)
+async def purge_page_state(s: AsyncSession, *, now: dt.datetime) -> int:
+    """Forget visitors' holds that ended an hour ago and spent or expired sign-in tokens."""
+    held = await s.execute(
+        delete(PageHold).where(PageHold.expires_at < now - dt.timedelta(hours=1))
+    )
+    tokens = await s.execute(delete(DashboardToken).where(DashboardToken.expires_at < now))
+    return sum(int(getattr(r, "rowcount", 0) or 0) for r in (held, tokens))
 
 
 # -- manage tokens -----------------------------------------------------------------------
