@@ -129,3 +129,23 @@ async def test_needs_an_admin_key(site: Site) -> None:
 async def test_make_page_helper(admin: Tenant) -> None:
     made = await make_page(admin, days_ahead=3)
     assert made.page["days_ahead"] == 3
+
+
+async def test_concurrent_creates_of_one_slug_give_one_page(admin: Tenant) -> None:
+    import asyncio
+    import uuid
+
+    business = await make_business(admin)
+    slug = f"race-{uuid.uuid4().hex[:12]}"
+    results = await asyncio.gather(
+        *(
+            admin.client.post(
+                "/v1/booking-pages",
+                json={"business_id": business["id"], "slug": slug},
+                headers=admin.headers(),
+            )
+            for _ in range(4)
+        )
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201, 409, 409, 409], [r.text for r in results]

@@ -375,3 +375,6 @@ async def test_bad_input_gives_clear_4xx_pages(site: Site, pages_app: Any) -> No
         assert r.status_code == 404
         r = await client.get("/static/pages/v/../../config.py")
         assert r.status_code == 404
+        # Reloading a form's address (a post target) leads back to the page.
+        r = await client.get(f"/book/{site.page['slug']}/confirm")
+        assert (r.status_code, r.headers["location"]) == (303, f"/book/{site.page['slug']}")

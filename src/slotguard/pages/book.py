@@ -358,6 +358,14 @@ async def confirm(request: Request, slug: str) -> Response:
             )
 
 
+@router.get("/book/{slug}/hold")
+@router.get("/book/{slug}/confirm")
+@router.get("/book/{slug}/release")
+async def back_to_page(request: Request, slug: str) -> Response:
+    """A reload of a form's address (these take posts): back to the page."""
+    return web.redirect(f"/book/{slug}")
+
+
 @router.post("/book/{slug}/release")
 async def release(request: Request, slug: str) -> Response:
     """Let go of the held slot and go back to the times."""

@@ -102,6 +102,13 @@ async def show(request: Request, token: str) -> Response:
             return _invalid(request)
 
 
+@router.get("/manage/{token}/cancel")
+@router.get("/manage/{token}/reschedule")
+async def back_to_manage(request: Request, token: str) -> Response:
+    """A reload of a form's address (these take posts): back to the manage page."""
+    return web.redirect(f"/manage/{token}")
+
+
 @router.post("/manage/{token}/cancel")
 async def cancel(request: Request, token: str) -> Response:
     """Cancel the booking (§4.5)."""

@@ -16,6 +16,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.domain.errors import (
@@ -100,6 +101,17 @@ async def _check_refs(s: AsyncSession, actor: Actor, changes: dict[str, Any]) ->
         await resolve_meeting_class(s, actor, changes["meeting_class"])
 
 
+async def _flush_slug(s: AsyncSession) -> None:
+    """Flush; a slug taken by a concurrent request (the unique index) is a 409 too."""
+    try:
+        async with s.begin_nested():
+            await s.flush()
+    except IntegrityError as exc:
+        if repo.is_unique_violation(exc):
+            raise Conflict("A booking page with this slug already exists.", field="slug") from None
+        raise
+
+
 async def _claim_slug(s: AsyncSession, slug: str, *, except_id: str | None = None) -> None:
     if await pages_repo.slug_taken(s, slug, except_id=except_id):
         raise Conflict("A booking page with this slug already exists.", field="slug")
@@ -127,7 +139,7 @@ async def create_page(
         updated_at=now,
     )
     s.add(page)
-    await s.flush()
+    await _flush_slug(s)
     return page
 
 
@@ -156,7 +168,7 @@ async def update_page(
     for name, value in changes.items():
         setattr(page, name, value)
     page.updated_at = now
-    await s.flush()
+    await _flush_slug(s)
     return page
 
 
