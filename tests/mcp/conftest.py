@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -26,8 +27,35 @@ BASE = "http://127.0.0.1:8000"
 async def mcp_app(store: Store) -> AsyncIterator[FastAPI]:
     """One app per store with /mcp, its MCP session manager running."""
     app = create_app(Settings(database_url=store.url, embedded_worker=False), db=store.db)
-    async with lifespan(app.state.mcp):
+    async with running(app):
         yield app
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[None]:
+    """The MCP lifespan in a task of its own.
+
+    Its anyio task group must be entered and left by one task; pytest-asyncio sets up and
+    tears down a session fixture in different tasks, so the fixture cannot hold it itself.
+    """
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def hold_open() -> None:
+        async with lifespan(app.state.mcp):
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(hold_open())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():  # it failed to start: raise its error here
+        waiter.cancel()
+        await task
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 @pytest.fixture
