@@ -1056,7 +1056,9 @@ async def test_holds_businesses_meeting_classes_rules(h: Harness, server: FakeSl
     assert server.requests[-1].url.path == "/v1/businesses/biz_1/rules"
     page = await h.call(lambda c: c.businesses.list(limit=5))
     assert page.items == [{"id": "businesses_1"}]
-    await h.call(lambda c: c.meeting_classes.create(name="interview", priority=80))
+    await h.call(
+        lambda c: c.meeting_classes.create(name="interview", display_name="Interview", priority=80)
+    )
     await h.call(lambda c: c.meeting_classes.update("interview", priority=90))
     assert server.requests[-1].url.path == "/v1/meeting-classes/interview"
     await h.call(lambda c: c.meeting_classes.get("interview"))

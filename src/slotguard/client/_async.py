@@ -73,9 +73,11 @@ class AsyncClient:
 
     ``base_url`` is the server root (without ``/v1``). Every POST/PATCH/DELETE gets a fresh
     uuid4 Idempotency-Key per call unless ``idempotency_key=`` is given; retries of that call
-    (409 ``idempotency_in_progress``, 502/503/504, connect errors, timeouts, dropped
-    connections — at most ``max_retries`` of them, exponential backoff with jitter, or the
-    server's ``Retry-After``) reuse it. ``sleep`` is injectable for tests. Any other error
+    (409 ``idempotency_in_progress``, 429, 5xx other than 501/505, connect errors,
+    timeouts, dropped connections — at most ``max_retries`` of them, after the server's
+    ``Retry-After`` (capped at ``max_retry_after``) or exponential backoff with jitter,
+    all within ``deadline`` seconds per call, which also cuts a hanging attempt) reuse it.
+    ``sleep`` is injectable for tests. Any other error
     raises a ``SlotguardError`` subclass. Same surface as ``Client``, with ``await``;
     ``iter()`` returns an async iterator. Use ``async with`` or ``await client.aclose()``.
     """
@@ -127,7 +129,7 @@ class AsyncClient:
     async def _run(self, call: Call[T]) -> T:
         attempt, started = 0, self._clock()
         while True:
-            request = self._core.build_request(self._http, call)
+            request = self._core.build_request(self._http, call, elapsed=self._clock() - started)
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:

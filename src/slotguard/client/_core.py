@@ -383,15 +383,35 @@ class Core:
         self._rng = rng or random.Random()
 
     def build_request(
-        self, http: httpx.Client | httpx.AsyncClient, call: Call[Any]
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        call: Call[Any],
+        *,
+        elapsed: float = 0.0,
     ) -> httpx.Request:
-        """The ``httpx.Request`` for one attempt of ``call``."""
+        """The ``httpx.Request`` for one attempt of ``call``, ``elapsed`` seconds into it.
+
+        With a ``deadline``, the attempt's timeouts are cut to the time left, so a server
+        that hangs cannot stretch the call past its deadline by a whole ``timeout``.
+        """
+        timeout = http.timeout
+        if self.deadline is not None:
+            # A retry is only scheduled when its wait ends before the deadline; the floor
+            # keeps an attempt that starts right at it from failing before it is sent.
+            left = max(self.deadline - elapsed, 0.05)
+            timeout = httpx.Timeout(
+                connect=_at_most(timeout.connect, left),
+                read=_at_most(timeout.read, left),
+                write=_at_most(timeout.write, left),
+                pool=_at_most(timeout.pool, left),
+            )
         return http.build_request(
             call.method,
             call.path,
             params=call.params or None,
             content=call.body,
             headers=call.headers,
+            timeout=timeout,
         )
 
     def backoff(self, attempt: int) -> float:
@@ -469,6 +489,10 @@ class Core:
             f"{call.method} {call.path} failed: {type(error).__name__}: {error}".rstrip(": "),
             code="timeout" if timeout else "connection_error",
         )
+
+
+def _at_most(configured: float | None, left: float) -> float:
+    return left if configured is None else min(configured, left)
 
 
 def next_cursor(previous: str | None, page_cursor: str | None, has_more: bool) -> str | None:

@@ -133,7 +133,7 @@ class ValidationError(SlotguardError):
 
 
 class RateLimitedError(SlotguardError):
-    """429 ``rate_limited``. Not retried automatically; see ``retry_after``."""
+    """429 ``rate_limited`` that outlived the retries (or whose wait would pass the deadline)."""
 
     @property
     def retry_after(self) -> float | None:

@@ -607,7 +607,7 @@ class MeetingClassCreate(TypedDict, total=False):
     """Body of ``POST /v1/meeting-classes`` (§2.3)."""
 
     name: Required[str]
-    display_name: str | None
+    display_name: Required[str]  # the server requires it (the default title of bookings)
     duration_minutes: int | None
     priority: int | None
     buffer_before_minutes: int | None
