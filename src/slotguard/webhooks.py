@@ -65,7 +65,10 @@ def verify(
     secrets = [secret] if isinstance(secret, str) else list(secret)
     if not secrets:
         raise ValueError("at least one secret is needed")
-    body = payload.decode() if isinstance(payload, bytes) else payload
+    try:
+        body = payload.decode() if isinstance(payload, bytes) else payload
+    except UnicodeDecodeError:
+        raise WebhookVerificationError("the payload is not UTF-8") from None
     lower = {k.lower(): v for k, v in headers.items()}
     msg_id = lower.get("webhook-id")
     stamp = lower.get("webhook-timestamp")

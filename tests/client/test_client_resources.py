@@ -385,6 +385,10 @@ async def test_webhook_endpoints_and_a_verified_delivery(h: Harness, peer: Peer)
     # Tampered bytes, another secret, an old delivery: refused.
     with pytest.raises(WebhookVerificationError):
         verify(raw.replace(booking.id.encode(), b"bk_forged"), headers, secret)
+    with pytest.raises(WebhookVerificationError):
+        verify(b"\xff" + raw, headers, secret)
+    with pytest.raises(WebhookVerificationError):
+        verify(raw, {k: v for k, v in headers.items() if k.lower() != "webhook-signature"}, secret)
     other = (await run(h.c.webhook_endpoints.rotate_secret(endpoint.id))).secret
     assert other and other != secret
     with pytest.raises(WebhookVerificationError):
@@ -431,6 +435,10 @@ async def test_audit_log_filters_iteration_and_export(h: Harness) -> None:
     by_request = await run(h.c.audit_log.list(request_id=held.request_id))
     assert [r.action for r in by_request.items] == ["hold_created"]
     assert by_request.items[0]["request_id"] == held.request_id
+    # The attribute is the row's request, not the listing's response.
+    assert by_request.items[0].request_id == held.request_id
+    assert by_request.items[0].response_request_id == by_request.request_id
+    assert by_request.request_id != held.request_id
     only = await run(h.c.audit_log.list(business_id=biz.id, action="booking_cancelled"))
     assert [r.booking_id for r in only.items] == [conf.booking_id]
     exported = await run(h.c.audit_log.export(business_id=biz.id))

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
+import httpx
+from fastapi import FastAPI
+
+from mcp import Client
+from slotguard.mcp.server import IDEMPOTENCY_WINDOW_SECONDS, Backend, build_server
 from tests.api.helpers import future_day, iso
 from tests.api.test_agents import agent_tenant
 from tests.conftest import Tenant
@@ -145,4 +151,31 @@ async def test_derived_keys_are_per_caller(mtenant: Tenant, memory_client: OpenC
     assert won["status"] == "confirmed"
     assert lost["error"] == "conflict" and lost["details"]["reason"] == "overlaps_booking"
     assert lost["next_available"]["start"]["utc"] == iso(day + 10 * H)
+    assert await count_bookings(mtenant, biz["id"]) == 1
+
+
+async def test_a_retry_across_the_ten_minute_bucket_still_replays(
+    mtenant: Tenant, mcp_app: FastAPI
+) -> None:
+    biz = await open_day_business(mtenant)
+    day = future_day(19)
+    # One second before a bucket boundary of the derived key.
+    clock = [(time.time() // IDEMPOTENCY_WINDOW_SECONDS + 1) * IDEMPOTENCY_WINDOW_SECONDS - 1]
+    backend = Backend(
+        base_url="http://slotguard.internal",
+        api_key=mtenant.key,
+        transport=lambda: httpx.ASGITransport(app=mcp_app),
+        clock=lambda: clock[0],
+    )
+    args = {"business_id": biz["id"], "start": iso(day + 9 * H), "end": iso(day + 10 * H)}
+    async with Client(build_server(backend), raise_exceptions=True) as c:
+        s = await open_session(c)
+        first = await s.call("book", **args)
+        clock[0] += 2  # the "lost" result is retried two seconds later, in the next bucket
+        again = await s.call("book", **args)
+        assert again["booking_id"] == first["booking_id"] and again["replayed"] is True
+        clock[0] += IDEMPOTENCY_WINDOW_SECONDS  # much later: a new request, refused as taken
+        later = await s.fail("book", **args)
+        assert later["error"] == "conflict"
+    await backend.aclose()
     assert await count_bookings(mtenant, biz["id"]) == 1

@@ -352,8 +352,17 @@ class ApiKey(TypedObject):
     revoked_at: dt.datetime | None
 
 
+# The slot that holds ApiObject.request_id (the response's id), reached past the property.
+_RESPONSE_REQUEST_ID: Any = ApiObject.__dict__["request_id"]
+
+
 class AuditEntry(TypedObject):
-    """One audit row (§8)."""
+    """One audit row (§8).
+
+    ``entry.request_id`` is the row's own ``request_id`` (the request that made the
+    decision, as ``explain_decision`` and the ``request_id`` filter use it), not the id of
+    the response that listed it; that one is ``response_request_id``.
+    """
 
     __slots__ = ()
 
@@ -369,6 +378,21 @@ class AuditEntry(TypedObject):
     reason: str | None
     correlation_id: str | None
     details: dict[str, Any]
+
+    @property
+    def request_id(self) -> str | None:
+        value = self.get("request_id")
+        return value if isinstance(value, str) else None
+
+    @request_id.setter
+    def request_id(self, value: str | None) -> None:
+        _RESPONSE_REQUEST_ID.__set__(self, value)
+
+    @property
+    def response_request_id(self) -> str | None:
+        """``meta.request_id`` of the response that returned this row."""
+        value: str | None = _RESPONSE_REQUEST_ID.__get__(self, type(self))
+        return value
 
 
 class WebhookEndpoint(TypedObject):

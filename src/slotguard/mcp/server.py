@@ -109,6 +109,9 @@ class Backend:
     _clients: dict[str, AsyncClient] = field(default_factory=dict)
     _scopes: dict[str, frozenset[str]] = field(default_factory=dict)
     _zones: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    # Derived idempotency keys handed out recently: call fingerprint → (key, until).
+    _recent_keys: dict[str, tuple[str, float]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
 
     def key(self) -> str:
         key = self.api_key or current_key.get()
@@ -131,6 +134,31 @@ class Backend:
             )
             self._clients[key] = found
         return found
+
+    def idempotency_key(
+        self, tool: str, arguments: Mapping[str, Any], *, seed: str | None = None
+    ) -> str:
+        """The derived key of a call that brought none (``derive_key``), kept for 10 min.
+
+        The 10-minute bucket alone would give a retry that crosses a bucket boundary a new
+        key, and the retry would act twice; so this process remembers each key it handed out
+        for a full window after first use. Another process (several ``serve`` processes
+        behind one address) falls back to the bucket.
+        """
+        base = seed if seed is not None else self.key()
+        now = self.clock()
+        canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
+        fingerprint = hashlib.sha256(f"{base}|{tool}|{canonical}".encode()).hexdigest()
+        hit = self._recent_keys.get(fingerprint)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        if len(self._recent_keys) >= 10_000:
+            self._recent_keys = {k: v for k, v in self._recent_keys.items() if v[1] > now}
+            if len(self._recent_keys) >= 10_000:
+                self._recent_keys.clear()
+        key = derive_key(base, tool, arguments, now=now)
+        self._recent_keys[fingerprint] = (key, now + IDEMPOTENCY_WINDOW_SECONDS)
+        return key
 
     async def scopes(self) -> frozenset[str]:
         given = None if self.api_key else current_scopes.get()
@@ -554,7 +582,7 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
             "max_slots": max_slots,
             "ttl_seconds": ttl_seconds,
         }
-        key = idempotency_key or derive_key(backend.key(), "hold_slot", args)
+        key = idempotency_key or backend.idempotency_key("hold_slot", args)
 
         async def take(c: AsyncClient, with_key: str) -> Any:
             return await c.availability.hold(
@@ -577,7 +605,10 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
                     # A replay must not hand back a dead hold as if it were live: take a new
                     # one under a key derived from the old hold (so a retry replays that).
                     held = await take(
-                        c, derive_key(key, "hold_slot:reissue", {"hold": result.hold_id})
+                        c,
+                        backend.idempotency_key(
+                            "hold_slot:reissue", {"hold": result.hold_id}, seed=key
+                        ),
                     )
                     result = await hold_result(c, held, replayed=held.replayed)
                 return ok(result)
@@ -662,8 +693,8 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
             "attendees": attendees,
             "metadata": metadata,
         }
-        key = idempotency_key or derive_key(
-            backend.key(), "confirm_hold", {"hold_id": hold_id, **fields}
+        key = idempotency_key or backend.idempotency_key(
+            "confirm_hold", {"hold_id": hold_id, **fields}
         )
 
         async def run(c: AsyncClient) -> CallToolResult:
@@ -715,7 +746,7 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
             "attendees": attendees,
             "metadata": metadata,
         }
-        key = idempotency_key or derive_key(backend.key(), "book", fields)
+        key = idempotency_key or backend.idempotency_key("book", fields)
 
         async def run(c: AsyncClient) -> CallToolResult:
             try:
@@ -816,8 +847,7 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
     ) -> Annotated[CallToolResult, m.BookingResult]:
         """Cancel a booking and free its time at once (people are emailed). Cancelling a
         cancelled booking returns it unchanged."""
-        key = idempotency_key or derive_key(
-            backend.key(),
+        key = idempotency_key or backend.idempotency_key(
             "cancel_booking",
             {"booking_id": booking_id, "reason": reason, "expected_version": expected_version},
         )
@@ -845,8 +875,7 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
     ) -> Annotated[CallToolResult, m.BookingResult]:
         """Move a booking to a new time (same id, version + 1; people are emailed). If the new
         time is taken, the booking stays as it was and you get the conflict."""
-        key = idempotency_key or derive_key(
-            backend.key(),
+        key = idempotency_key or backend.idempotency_key(
             "reschedule_booking",
             {"booking_id": booking_id, "start": start, "end": end, "v": expected_version},
         )
