@@ -459,3 +459,44 @@ async def test_rate_limit_of_the_key_applies_to_tool_calls(store: Any) -> None:
     assert limited["status"] == 429 and limited["retryable"] is True
     assert int(limited["details"]["retry_after_seconds"]) >= 1
     assert s.tools  # listing worked before the limit was reached
+
+
+async def test_refused_changes_leave_the_booking_and_say_what_to_do(
+    mtenant: Tenant, memory_client: OpenClient
+) -> None:
+    biz = await open_day_business(mtenant, timezone="Asia/Kolkata")
+    day = future_day(20)
+    assert (await book(mtenant, biz["id"], day + 11 * H, 60)).status_code == 201
+    async with memory_client(mtenant.key) as c:
+        s = await open_session(c)
+        mine = await s.call(
+            "book", business_id=biz["id"], start=iso(day + 9 * H), end=iso(day + 10 * H)
+        )
+        # Moving onto the other booking: conflict, the next free hour, booking untouched.
+        moved = await s.fail(
+            "reschedule_booking", booking_id=mine["booking_id"], start=iso(day + 11 * H)
+        )
+        assert moved["error"] == "conflict" and moved["details"]["reason"] == "overlaps_booking"
+        assert moved["next_available"]["start"]["utc"] == iso(day + 12 * H)
+        assert moved["next_available"]["start"]["local"].endswith("+05:30")
+        same = await s.call("get_booking", booking_id=mine["booking_id"])
+        assert same["version"] == 1 and same["start"]["utc"] == iso(day + 9 * H)
+        # A stale expected_version: version_conflict, retry after get_booking.
+        stale = await s.fail("cancel_booking", booking_id=mine["booking_id"], expected_version=7)
+        assert stale["error"] == "version_conflict" and stale["status"] == 412
+        assert "get_booking" in stale["next_step"]
+        assert (await s.call("get_booking", booking_id=mine["booking_id"]))["status"] == (
+            "confirmed"
+        )
+        # Confirming a released hold: hold_released, take a new hold.
+        hold = await s.call(
+            "hold_slot",
+            business_id=biz["id"],
+            window_start=iso(day + 14 * H),
+            window_end=iso(day + 15 * H),
+            duration_minutes=30,
+        )
+        await s.call("release_hold", hold_id=hold["hold_id"])
+        dead = await s.fail("confirm_hold", hold_id=hold["hold_id"])
+        assert dead["error"] == "hold_released" and "hold_slot" in dead["next_step"]
+    assert await count_bookings(mtenant, biz["id"]) == 2

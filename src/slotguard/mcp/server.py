@@ -533,20 +533,29 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
 
     # -- holds ---------------------------------------------------------------------------
 
-    async def hold_result(c: AsyncClient, hold: Mapping[str, Any], **extra: Any) -> m.HoldResult:
-        current = await c.holds.get(str(hold["hold_id"]))
-        tz = await backend.zone(current.business_id)
+    async def hold_result(
+        c: AsyncClient,
+        hold: Mapping[str, Any],
+        *,
+        current: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> m.HoldResult:
+        """The hold as it is now: ``current`` when the caller has it, else read again."""
+        if current is None:
+            current = await c.holds.get(str(hold["hold_id"]))
+        business_id = str(current["business_id"])
+        tz = await backend.zone(business_id)
         status = str(current["status"])
         me_now = dt.datetime.now(dt.UTC)
         return m.HoldResult(
-            hold_id=current.hold_id,
-            business_id=current.business_id,
+            hold_id=str(current["hold_id"]),
+            business_id=business_id,
             status=status,
             slots=[time_range(s["start"], s["end"], tz) for s in current["slots"]],
             timezone=tz,
             expires_at=instant(current["expires_at"], tz),
             expires_in_seconds=_seconds_left(str(current["expires_at"]), status, me_now),
-            meeting_class=current.meeting_class,
+            meeting_class=str(current["meeting_class"]),
             booking_id=current.get("booking_id"),
             decision=hold.get("decision"),
             preempted_holds=list(hold.get("preempted_holds") or []),
@@ -600,7 +609,12 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
         async def run(c: AsyncClient) -> CallToolResult:
             try:
                 held = await take(c, key)
-                result = await hold_result(c, held, replayed=held.replayed)
+                # A hold made just now is active; only a replay needs a fresh look (it may
+                # have been confirmed, released or have expired since).
+                fresh = None
+                if not held.replayed and business_id:
+                    fresh = {**held, "status": "active", "business_id": business_id}
+                result = await hold_result(c, held, current=fresh, replayed=held.replayed)
                 if held.replayed and result.status != "active":
                     # A replay must not hand back a dead hold as if it were live: take a new
                     # one under a key derived from the old hold (so a retry replays that).
@@ -648,7 +662,7 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
 
         async def run(c: AsyncClient) -> CallToolResult:
             released = await c.holds.release(hold_id)
-            return ok(await hold_result(c, released))
+            return ok(await hold_result(c, released, current=released))
 
         return await guarded(run)
 
