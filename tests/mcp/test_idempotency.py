@@ -67,8 +67,14 @@ async def test_identical_hold_is_replayed_and_a_dead_replay_is_not_handed_back(
         assert retried["hold_id"] == fresh["hold_id"] and retried["status"] == "active"
         old = await s.call("get_hold", hold_id=first["hold_id"])
         assert old["status"] == "released"
+        # The replacement dies too: the next retry again gets a live hold, not a dead one.
+        await s.call("release_hold", hold_id=fresh["hold_id"])
+        third = await s.call("hold_slot", **args)
+        assert third["hold_id"] not in {first["hold_id"], fresh["hold_id"]}
+        assert third["status"] == "active" and third["replayed"] is False
+        assert (await s.call("hold_slot", **args))["hold_id"] == third["hold_id"]
     created = await audit_rows(mtenant, business_id=biz["id"], action="hold_created")
-    assert len(created) == 2
+    assert len(created) == 3
 
 
 async def test_lost_book_result_retried_makes_one_booking(

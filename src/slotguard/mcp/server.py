@@ -615,9 +615,12 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
                 if not held.replayed and business_id:
                     fresh = {**held, "status": "active", "business_id": business_id}
                 result = await hold_result(c, held, current=fresh, replayed=held.replayed)
-                if held.replayed and result.status != "active":
-                    # A replay must not hand back a dead hold as if it were live: take a new
-                    # one under a key derived from the old hold (so a retry replays that).
+                # A replay must not hand back a dead hold as if it were live: take a new one
+                # under a key derived from the dead hold, so a retry replays that one (and if
+                # it died too, the next link of the chain). Bounded: each link is a new hold.
+                for _ in range(5):
+                    if not (held.replayed and result.status != "active"):
+                        break
                     held = await take(
                         c,
                         backend.idempotency_key(
