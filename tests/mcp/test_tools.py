@@ -500,3 +500,23 @@ async def test_refused_changes_leave_the_booking_and_say_what_to_do(
         dead = await s.fail("confirm_hold", hold_id=hold["hold_id"])
         assert dead["error"] == "hold_released" and "hold_slot" in dead["next_step"]
     assert await count_bookings(mtenant, biz["id"]) == 2
+
+
+async def test_unreachable_server_is_a_retryable_failure_not_an_empty_tool_list() -> None:
+    import socket
+
+    from slotguard.mcp.server import Backend, build_server
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = Backend(base_url=f"http://127.0.0.1:{port}", api_key="sg_live_x")
+    async with Client(build_server(backend), raise_exceptions=True) as c:
+        assert [t.name for t in (await c.list_tools()).tools] == ["get_context"]
+        r = await c.call_tool("get_context", {})
+    await backend.aclose()
+    data = structured(r)
+    jsonschema.validate(data, FAILURE_SCHEMA)
+    assert r.is_error and data["error"] == "connection_error"
+    assert data["status"] is None and data["retryable"] is True
+    assert "retry" in data["next_step"]

@@ -107,7 +107,7 @@ class Backend:
     api_key: str | None = None
     transport: Callable[[], httpx.AsyncBaseTransport] | None = None
     _clients: dict[str, AsyncClient] = field(default_factory=dict)
-    _scopes: dict[str, frozenset[str]] = field(default_factory=dict)
+    _scopes: dict[str, tuple[frozenset[str], float]] = field(default_factory=dict)
     _zones: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     # Derived idempotency keys handed out recently: call fingerprint → (key, until).
     _recent_keys: dict[str, tuple[str, float]] = field(default_factory=dict)
@@ -165,9 +165,16 @@ class Backend:
         if given is not None:
             return given
         key = self.key()
-        if key not in self._scopes:
-            self._scopes[key] = frozenset((await self.client().me()).scopes)
-        return self._scopes[key]
+        # Cached for a minute: a changed agent (PATCH scopes) shows in the list soon; the API
+        # checks every call's scope itself in any case.
+        hit = self._scopes.get(key)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        scopes = frozenset((await self.client().me()).scopes)
+        if len(self._scopes) >= 1000:
+            self._scopes.clear()
+        self._scopes[key] = (scopes, time.monotonic() + 60)
+        return scopes
 
     async def zone(self, business_id: str) -> str:
         """The business's IANA zone, cached for a minute per caller."""
@@ -294,7 +301,12 @@ def failure(
         next_available=nxt,
         request_id=err.request_id,
     )
-    data = payload.model_dump(mode="json", exclude_none=True)
+    # §11: `status` is always there (null when no response came); the optional fields are
+    # absent rather than null.
+    data = payload.model_dump(mode="json")
+    for optional in ("next_available", "request_id"):
+        if data.get(optional) is None:
+            data.pop(optional, None)
     return CallToolResult(
         content=[TextContent(type="text", text=json.dumps(data))],
         structured_content=data,
@@ -369,7 +381,9 @@ class SlotguardMCP(MCPServer):
         try:
             scopes = await self.backend.scopes()
         except SlotguardError:
-            return []
+            # Bad key or no server: only get_context, whose answer says which (as a §11
+            # failure), instead of an empty list that explains nothing.
+            scopes = frozenset()
         allowed = set(allowed_tools(scopes))
         return [t for t in tools if t.name in allowed]
 
