@@ -113,6 +113,10 @@ async def test_admin_sees_13_tools_each_with_four_annotations_and_output_schema(
     async with memory_client(mtenant.key) as c:
         assert c.instructions is not None and "get_context" in c.instructions
         assert c.instructions == INSTRUCTIONS
+        # §11: context first, never guess a zone, only offered times, retry with the same key.
+        for phrase in ("Call get_context first", "Never guess", "time zone", "find_slots"):
+            assert phrase in INSTRUCTIONS, phrase
+        assert "same idempotency_key" in INSTRUCTIONS
         tools = (await c.list_tools()).tools
     assert {t.name for t in tools} == set(TOOLS)
     for tool in tools:
