@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from slotguard.calendars.sync import CalendarSync
+from slotguard.store import calendar_repo
 from slotguard.store.models import Calendar
 from tests.api.helpers import future_day, iso, make_business
 from tests.calendars.conftest import FeedServer, Radicale, sync_config
@@ -76,6 +77,33 @@ def other_feed() -> Iterator[FeedServer]:
         yield server
     finally:
         server.stop()
+
+
+# -- the packed copy ----------------------------------------------------------------------
+
+
+def test_packed_periods_merge_and_never_free_a_moment() -> None:
+    t0 = dt.datetime(2026, 3, 10, 9, tzinfo=dt.UTC)
+    periods = [
+        (t0 + 2 * H, t0 + 3 * H),
+        (t0, t0 + H),
+        (t0 + H, t0 + 90 * MIN),  # touches the first: one block
+        (t0 + 10 * MIN, t0 + 20 * MIN),  # inside it
+        (t0 + 5 * H + dt.timedelta(microseconds=500), t0 + 6 * H - dt.timedelta(microseconds=1)),
+    ]
+    packed = calendar_repo.pack_periods(periods)
+    got = calendar_repo.unpack_periods(packed, start=t0 - H, end=t0 + 24 * H)
+    assert got == [
+        (t0, t0 + 90 * MIN),
+        (t0 + 2 * H, t0 + 3 * H),
+        (t0 + 5 * H, t0 + 6 * H),  # rounded outwards to whole seconds
+    ]
+    # Only what overlaps the asked range, half-open at both ends.
+    assert calendar_repo.unpack_periods(packed, start=t0 + 90 * MIN, end=t0 + 2 * H) == []
+    assert calendar_repo.unpack_periods(packed, start=t0 + 150 * MIN, end=t0 + 151 * MIN) == [
+        (t0 + 2 * H, t0 + 3 * H)
+    ]
+    assert calendar_repo.unpack_periods(calendar_repo.pack_periods([]), start=t0, end=t0 + H) == []
 
 
 # -- the lease ----------------------------------------------------------------------------
@@ -193,6 +221,21 @@ async def test_caldav_incremental_sync_merges_changes(
         (iso(day + 13 * H), iso(day + 14 * H)),
         (iso(day + 15 * H), iso(day + 16 * H)),
     ]
+    # Availability (which reads the packed copy) agrees with the rows.
+    r = await ct.client.get(
+        "/v1/availability/slots",
+        params={
+            "business_id": biz_id,
+            "start": iso(day + 8 * H),
+            "end": iso(day + 17 * H),
+            "duration_minutes": 60,
+            "slot_interval_minutes": 60,
+        },
+        headers=ct.headers(),
+    )
+    starts = [s["start"] for s in r.json()["data"]["slots"]]
+    assert iso(day + 9 * H) in starts and iso(day + 11 * H) in starts
+    assert iso(day + 13 * H) not in starts and iso(day + 15 * H) not in starts
     # Nothing changed: one sync-collection, nothing fetched.
     g.reports.clear()
     assert await engine.sync_one(cal_id) == "synced"

@@ -367,7 +367,7 @@ class CalendarSync:
                 if pull.notes
                 else None
             )
-            cal.busy_count = await calendar_repo.count_busy(s, cal)
+            await calendar_repo.refresh_summary(s, cal)
             cal.next_sync_at = self._next_run(now, self.config.interval_s)
             cal.lease_owner = None
             cal.lease_until = None

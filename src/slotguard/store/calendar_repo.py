@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.store.models import (
@@ -288,18 +290,43 @@ async def merge_delta(
     await _insert_items(s, cal, generation, items)
 
 
-async def count_busy(s: AsyncSession, cal: Calendar) -> int:
-    return int(
-        await s.scalar(
-            select(func.count())
-            .select_from(CalendarBusy)
-            .where(
+def pack_periods(periods: Iterable[tuple[dt.datetime, dt.datetime]]) -> str:
+    """Busy periods merged (overlapping or touching ones become one: the same time is
+    blocked) and packed as JSON ``[[start, end], …]`` in epoch seconds, by start. Starts
+    are rounded down and ends up, so packing never frees a moment."""
+    merged: list[list[int]] = []
+    for start, end in sorted(periods):
+        a, b = math.floor(start.timestamp()), math.ceil(end.timestamp())
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return json.dumps(merged, separators=(",", ":"))
+
+
+def unpack_periods(
+    packed: str, *, start: dt.datetime, end: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The packed periods that overlap ``[start, end)``."""
+    lo, hi = start.timestamp(), end.timestamp()
+    fromts = dt.datetime.fromtimestamp
+    return [
+        (fromts(a, dt.UTC), fromts(b, dt.UTC)) for a, b in json.loads(packed) if a < hi and b > lo
+    ]
+
+
+async def refresh_summary(s: AsyncSession, cal: Calendar) -> None:
+    """After the copy changed, in the same transaction: its size and packed busy time."""
+    rows = (
+        await s.execute(
+            select(CalendarBusy.start_at, CalendarBusy.end_at).where(
                 CalendarBusy.calendar_id == cal.id,
                 CalendarBusy.generation == cal.copy_generation,
             )
         )
-        or 0
-    )
+    ).all()
+    cal.busy_count = len(rows)
+    cal.busy_packed = pack_periods((r[0], r[1]) for r in rows)
 
 
 async def calendar_busy_between(
@@ -319,26 +346,32 @@ async def calendar_busy_between(
     return [(r[0], r[1]) for r in rows]
 
 
-def business_calendar_busy(
-    business_id: str, *, start: dt.datetime, end: dt.datetime
-) -> Select[tuple[dt.datetime, dt.datetime]]:
-    """SELECT (start_at, end_at) of every busy calendar's current copy of a business."""
-    return (
-        select(CalendarBusy.start_at, CalendarBusy.end_at)
-        .join(
-            Calendar,
-            and_(
-                Calendar.id == CalendarBusy.calendar_id,
-                Calendar.copy_generation == CalendarBusy.generation,
-            ),
-        )
-        .where(
-            CalendarBusy.business_id == business_id,
-            CalendarBusy.start_at < end,
-            CalendarBusy.end_at > start,
-            Calendar.role.in_(BUSY_ROLES),
-        )
-    )
+_BUSY_CALENDARS = select(Calendar.id, Calendar.copy_generation, Calendar.busy_packed).where(
+    Calendar.business_id == bindparam("business_id"), Calendar.role.in_(BUSY_ROLES)
+)
+
+
+async def business_calendar_busy(
+    s: AsyncSession, business_id: str, *, start: dt.datetime, end: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Busy time in ``[start, end)`` from the current copies of a business's busy calendars:
+    one packed value per calendar (rows only for a copy not packed yet)."""
+    cals = (await s.execute(_BUSY_CALENDARS, {"business_id": business_id})).all()
+    out: list[tuple[dt.datetime, dt.datetime]] = []
+    for calendar_id, generation, packed in cals:
+        if packed is not None:
+            out += unpack_periods(packed, start=start, end=end)
+        elif generation > 0:
+            rows = await s.execute(
+                select(CalendarBusy.start_at, CalendarBusy.end_at).where(
+                    CalendarBusy.calendar_id == calendar_id,
+                    CalendarBusy.generation == generation,
+                    CalendarBusy.start_at < end,
+                    CalendarBusy.end_at > start,
+                )
+            )
+            out += [(r[0], r[1]) for r in rows]
+    return out
 
 
 # -- write-back links --------------------------------------------------------------------

@@ -393,6 +393,10 @@ class Calendar(Base):
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     busy_count: Mapped[int] = mapped_column(Integer, default=0)
     copy_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # The current copy's busy time, merged and packed (JSON [[start, end], …] in epoch
+    # seconds, by start), written with the copy: availability reads one value per calendar
+    # instead of decoding every row. NULL = not packed yet (the rows are read instead).
+    busy_packed: Mapped[str | None] = mapped_column(Text)
     cursor: Mapped[str | None] = mapped_column(Text)
     window_start: Mapped[dt.datetime | None]
     window_end: Mapped[dt.datetime | None]

@@ -298,31 +298,20 @@ async def active_claims(
     return [(r, r[-1]) for r in rows]
 
 
-def _busy_union() -> Any:
-    posted = select(BusyInterval.start_at, BusyInterval.end_at).where(
-        BusyInterval.business_id == bindparam("business_id"),
-        BusyInterval.start_at < bindparam("end"),
-        BusyInterval.end_at > bindparam("start"),
-    )
-    # Busy time from connected calendars (their local copies) blocks exactly the same way.
-    # Own parameter names, so each occurrence stays its own positional parameter.
-    cal_id: Any = bindparam("cal_business_id")
-    cal_start: Any = bindparam("cal_start")
-    cal_end: Any = bindparam("cal_end")
-    synced = calendar_repo.business_calendar_busy(cal_id, start=cal_start, end=cal_end)
-    return posted.union_all(synced)
-
-
-_BUSY_BETWEEN = _busy_union()
+_POSTED_BUSY = select(BusyInterval.start_at, BusyInterval.end_at).where(
+    BusyInterval.business_id == bindparam("business_id"),
+    BusyInterval.start_at < bindparam("end"),
+    BusyInterval.end_at > bindparam("start"),
+)
 
 
 async def busy_between(
     s: AsyncSession, business_id: str, *, start: dt.datetime, end: dt.datetime
 ) -> Sequence[tuple[dt.datetime, dt.datetime]]:
-    params = {"business_id": business_id, "start": start, "end": end}
-    params.update(cal_business_id=business_id, cal_start=start, cal_end=end)
-    rows = await s.execute(_BUSY_BETWEEN, params)
-    return [(r[0], r[1]) for r in rows]
+    rows = await s.execute(_POSTED_BUSY, {"business_id": business_id, "start": start, "end": end})
+    # Busy time from connected calendars (their local copies) blocks exactly the same way.
+    synced = await calendar_repo.business_calendar_busy(s, business_id, start=start, end=end)
+    return [(r[0], r[1]) for r in rows] + synced
 
 
 async def deactivate_booking_reservation(s: AsyncSession, booking_id: str) -> None:

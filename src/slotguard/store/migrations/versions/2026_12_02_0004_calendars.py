@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("last_error", JSON, nullable=True),
         sa.Column("busy_count", sa.Integer(), nullable=False),
         sa.Column("copy_generation", sa.Integer(), nullable=False),
+        sa.Column("busy_packed", sa.Text(), nullable=True),
         sa.Column("cursor", sa.Text(), nullable=True),
         _at("window_start"),
         _at("window_end"),
