@@ -202,15 +202,19 @@ async def test_caldav_incremental_sync_merges_changes(
     url = radicale.new_calendar()
     radicale.put(url, "a.ics", vevent("a", z(day + 9 * H), z(day + 10 * H)))
     radicale.put(url, "b.ics", vevent("b", z(day + 11 * H), z(day + 12 * H)))
+    daily = "RRULE:FREQ=DAILY;COUNT=3\n"
+    radicale.put(url, "series.ics", vevent("s", z(day + 17 * H), z(day + 18 * H), daily))
     biz_id, cal_id = await caldav_calendar(ct, radicale, url)
     engine = CalendarSync(ct.store.db, config=sync_config(), http=http)
     assert await engine.sync_one(cal_id) == "synced"
+    assert len(await busy(ct, biz_id, cal_id, day)) == 5
     first = await row(ct, cal_id)
     assert first.copy_generation == 1 and json.loads(first.cursor or "")["mode"] == "sync"
 
     radicale.put(url, "b.ics", vevent("b", z(day + 13 * H), z(day + 14 * H)))
     radicale.put(url, "c.ics", vevent("c", z(day + 15 * H), z(day + 16 * H)))
     radicale.delete(url + "a.ics")
+    radicale.delete(url + "series.ics")  # the whole series
     g.reports.clear()
     assert await engine.sync_one(cal_id) == "synced"
     assert g.reports == ["sync-collection", "multiget"]
@@ -311,6 +315,27 @@ async def test_a_dead_sync_token_resyncs_into_a_new_copy_swapped_in_at_once(
     assert cal.copy_generation == 2 and cal.status == "active"
     assert await busy(ct, biz_id, cal_id, day) == [(iso(day + 14 * H), iso(day + 15 * H))]
     assert cal.busy_count == 1
+
+
+async def test_an_old_copy_is_stale_after_three_intervals_or_15_minutes(
+    ct: Tenant, feed: FeedServer
+) -> None:
+    day = future_day()
+    feed.set(ics((day + 9 * H, day + 10 * H, "a")))
+    biz_id, cal_id = await ics_calendar(ct, feed)
+    await sync(ct, biz_id, cal_id)
+    stale = {"code": "calendar_stale", "calendar_id": cal_id}
+    for age, warned in ((14 * MIN, False), (16 * MIN, True)):  # max(3 x 120 s, 15 min)
+        async with ct.store.db.write() as s:
+            cal = await s.get(Calendar, cal_id)
+            assert cal is not None
+            cal.last_synced_at = dt.datetime.now(dt.UTC) - age
+        listed = await slots(ct, biz_id, day)
+        assert (stale in listed["warnings"]) is warned, (age, listed["warnings"])
+        # The old copy still blocks.
+        assert iso(day + 9 * H) not in [s["start"] for s in listed["slots"]]
+    await sync(ct, biz_id, cal_id)
+    assert (await slots(ct, biz_id, day))["warnings"] == []
 
 
 # -- ICS over HTTP --------------------------------------------------------------------------
