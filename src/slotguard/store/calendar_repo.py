@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from slotguard.store.models import (
     Calendar,
@@ -91,9 +92,11 @@ async def busy_calendars(s: AsyncSession, business_id: str) -> Sequence[Calendar
     """The calendars whose events block this business (for staleness warnings)."""
     return (
         await s.scalars(
-            select(Calendar).where(
-                Calendar.business_id == business_id, Calendar.role.in_(BUSY_ROLES)
-            )
+            select(Calendar)
+            .where(Calendar.business_id == business_id, Calendar.role.in_(BUSY_ROLES))
+            # Only what staleness needs: a cursor (all etags of a ctag-synced calendar)
+            # and the packed copy can be large.
+            .options(load_only(Calendar.id, Calendar.status, Calendar.last_synced_at))
         )
     ).all()
 
