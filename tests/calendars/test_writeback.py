@@ -305,3 +305,27 @@ async def test_own_events_are_not_busy_so_a_reschedule_over_the_old_time_works(
     )
     assert r.status_code == 409, r.text
     assert r.json()["details"] == {"reason": "overlaps_busy_time"}
+
+
+async def test_a_disconnected_calendar_keeps_its_events_and_bookings_settle(
+    ct: Tenant, radicale: Radicale, writer: CalendarWriter
+) -> None:
+    biz_id, url = await write_calendar(ct, radicale)
+    cals = (await ct.client.get(f"/v1/businesses/{biz_id}/calendars", headers=ct.headers())).json()
+    day = future_day()
+    b = (await book(ct, biz_id, day + 9 * H, 30)).json()["data"]
+    await deliver(writer, ct, b["id"])
+    d = await ct.client.delete(
+        f"/v1/businesses/{biz_id}/calendars/{cals['data'][0]['id']}", headers=ct.headers()
+    )
+    assert d.status_code == 200
+    r = await ct.client.post(
+        f"/v1/bookings/{b['id']}/cancel",
+        json={},
+        headers=ct.headers(**{"Idempotency-Key": "cancel-" + b["id"]}),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["calendar_sync_status"] == "pending"
+    assert (await deliver(writer, ct, b["id"])).status == "delivered"
+    assert (await booking(ct, b["id"]))["calendar_sync_status"] == "not_applicable"
+    assert len(radicale.list_events(url)) == 1  # events already written stay there

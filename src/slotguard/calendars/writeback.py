@@ -93,6 +93,10 @@ class CalendarWriter:
                 await self._save(
                     booking_id, link.calendar_id, link.generation, None, None, "deleted"
                 )
+            else:
+                # Nothing was written, or it was written to a calendar since disconnected
+                # (its links went with it, its events stay): nothing to take away.
+                await self._mark(booking_id, "synced" if current else "not_applicable", None)
             return WriteOutcome("delivered")
         if current is None:
             await self._mark(booking_id, "not_applicable", None)
