@@ -363,3 +363,53 @@ async def test_calendar_busy_needs_a_valid_range(ct: Tenant, feed: FeedServer) -
         f"/v1/businesses/{biz['id']}/calendars/cal_nope", headers=ct.headers()
     )
     assert other.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"provider": "ics", "url": "http://[::1"},
+        {"provider": "ics", "url": "not a url at all"},
+        {"provider": "ics", "url": "javascript:alert(1)"},
+        {"provider": "ics", "url": "file:///etc/passwd"},
+        {"provider": "ics"},
+        {"provider": "ics", "url": "https://example.com/" + "x" * 3000},
+        {"provider": "caldav", "url": "https://example.com/cal/", "role": "owner"},
+        {"provider": "caldav", "url": "https://example.com/cal/", "timezone": "Mars/Olympus"},
+        {"provider": "caldav", "url": "https://example.com/cal/", "refresh_token": "t"},
+        {"provider": "ics", "url": "https://example.com/a.ics", "unknown": 1},
+        {"provider": "ICS", "url": "https://example.com/a.ics"},
+        {"provider": "", "url": "https://example.com/a.ics"},
+        {"url": "https://example.com/a.ics"},
+    ],
+)
+async def test_bad_connect_bodies_are_4xx(ct: Tenant, body: dict[str, Any]) -> None:
+    biz = await make_business(ct)
+    r = await connect(ct, biz["id"], **body)
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["error"] in ("validation_error", "calendar_unreachable"), r.text
+
+
+async def test_bad_patches_are_4xx(ct: Tenant, feed: FeedServer) -> None:
+    biz = await make_business(ct)
+    feed.set(ics())
+    cal = (await connect(ct, biz["id"], provider="ics", url=feed.url)).json()["data"]
+    path = f"/v1/businesses/{biz['id']}/calendars/{cal['id']}"
+    for body in (
+        {"role": "write"},  # an ICS feed is read only
+        {"role": "nope"},
+        {"url": "ftp://example.com/a.ics"},
+        {"timezone": "Nowhere/Land"},
+        {"provider": "caldav"},
+        {"name": "x" * 500},
+    ):
+        r = await ct.client.patch(path, json=body, headers=ct.headers())
+        assert 400 <= r.status_code < 500, (body, r.text)
+    r = await ct.client.post(
+        f"/v1/businesses/{biz['id']}/calendars/cal_nope/sync", headers=ct.headers()
+    )
+    assert r.status_code == 404
+    r = await ct.client.get(
+        f"{path}/busy", params={"start": "yesterday", "end": "today"}, headers=ct.headers()
+    )
+    assert r.status_code == 422
