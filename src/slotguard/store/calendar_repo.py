@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -307,15 +309,27 @@ def pack_periods(periods: Iterable[tuple[dt.datetime, dt.datetime]]) -> str:
     return json.dumps(merged, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=128)
+def _decoded(packed: str) -> tuple[tuple[dt.datetime, ...], tuple[dt.datetime, ...]]:
+    """Starts and ends of a packed copy. Keyed by the text itself, so a changed copy is a
+    new entry and nothing is ever stale; the periods are disjoint and sorted, so both
+    tuples are sorted."""
+    fromts = dt.datetime.fromtimestamp
+    pairs = json.loads(packed)
+    return (
+        tuple(fromts(a, dt.UTC) for a, _ in pairs),
+        tuple(fromts(b, dt.UTC) for _, b in pairs),
+    )
+
+
 def unpack_periods(
     packed: str, *, start: dt.datetime, end: dt.datetime
 ) -> list[tuple[dt.datetime, dt.datetime]]:
     """The packed periods that overlap ``[start, end)``."""
-    lo, hi = start.timestamp(), end.timestamp()
-    fromts = dt.datetime.fromtimestamp
-    return [
-        (fromts(a, dt.UTC), fromts(b, dt.UTC)) for a, b in json.loads(packed) if a < hi and b > lo
-    ]
+    starts, ends = _decoded(packed)
+    first = bisect.bisect_right(ends, start)  # the first that ends after `start`
+    last = bisect.bisect_left(starts, end)  # past the last that starts before `end`
+    return list(zip(starts[first:last], ends[first:last], strict=True))
 
 
 async def refresh_summary(s: AsyncSession, cal: Calendar) -> None:
