@@ -247,6 +247,55 @@ async def test_caldav_incremental_sync_merges_changes(
 
 
 @pytest.mark.slow
+async def test_the_copy_window_follows_the_booking_horizon(
+    ct: Tenant, radicale: Radicale, gate: tuple[Gate, httpx.AsyncClient]
+) -> None:
+    g, http = gate
+    day = future_day()  # 10 days ahead
+    url = radicale.new_calendar()
+    radicale.put(url, "near.ics", vevent("near", z(day + 9 * H), z(day + 10 * H)))
+    far = day + 20 * 24 * H
+    radicale.put(url, "far.ics", vevent("far", z(far + 9 * H), z(far + 10 * H)))
+    rules = {
+        "working_hours": [
+            {
+                "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                "start": "00:00",
+                "end": "24:00",
+            }
+        ],
+        "max_advance_days": 15,
+    }
+    b = await make_business(ct, rules=rules)
+    r = await connect(
+        ct, b["id"], provider="caldav", url=url, username=radicale.user, password=radicale.password
+    )
+    cal_id = r.json()["data"]["id"]
+    engine = CalendarSync(ct.store.db, config=sync_config(), http=http)
+    assert await engine.sync_one(cal_id) == "synced"
+    first = await row(ct, cal_id)
+    assert first.window_end is not None
+    assert first.window_end - dt.datetime.now(dt.UTC) < dt.timedelta(days=16, minutes=1)
+    path = f"/v1/businesses/{b['id']}/calendars/{cal_id}/busy"
+    span = {"start": iso(day), "end": iso(far + 24 * H)}
+    got = await ct.client.get(path, params=span, headers=ct.headers())
+    assert [x["start"] for x in got.json()["data"]] == [iso(day + 9 * H)]  # far is outside
+    # The owner books further ahead now: the copy is read again over the longer window.
+    r = await ct.client.patch(
+        f"/v1/businesses/{b['id']}",
+        json={"rules": {**rules, "max_advance_days": 40}},
+        headers=ct.headers(**{"If-Match": "*"}),
+    )
+    assert r.status_code == 200, r.text
+    g.reports.clear()
+    assert await engine.sync_one(cal_id) == "synced"
+    second = await row(ct, cal_id)
+    assert second.copy_generation == first.copy_generation + 1  # a full copy
+    got = await ct.client.get(path, params=span, headers=ct.headers())
+    assert [x["start"] for x in got.json()["data"]] == [iso(day + 9 * H), iso(far + 9 * H)]
+
+
+@pytest.mark.slow
 async def test_caldav_without_sync_collection_diffs_ctag_and_etags(
     ct: Tenant, radicale: Radicale, gate: tuple[Gate, httpx.AsyncClient]
 ) -> None:
