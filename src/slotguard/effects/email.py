@@ -233,6 +233,8 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The templates ship with the package: no mtime check on every mail.
+        auto_reload=False,
     )
 
 

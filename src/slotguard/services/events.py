@@ -12,6 +12,7 @@ as this change left it, even if the booking changes again before the worker runs
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -104,7 +105,7 @@ async def _webhooks(
     account_id: str,
     event_type: str,
     event_id: str,
-    data: dict[str, Any],
+    data: Callable[[], dict[str, Any]],
     now: dt.datetime,
     booking_id: str | None = None,
     hold_id: str | None = None,
@@ -112,7 +113,8 @@ async def _webhooks(
     endpoints = await outbox_repo.subscribed_endpoints(s, account_id, event_type)
     if not endpoints:
         return []
-    body = event_body(event_type, event_id, now, data)
+    # Rendered only when someone subscribed: most writes have no endpoint to tell.
+    body = event_body(event_type, event_id, now, data())
     return [
         _message(
             account_id=account_id,
@@ -206,7 +208,7 @@ async def booking_event(
         account_id=booking.account_id,
         event_type=event_type,
         event_id=event_id,
-        data=render.booking_json(booking),
+        data=lambda: render.booking_json(booking),
         now=now,
         booking_id=booking.id,
     )
@@ -245,7 +247,7 @@ async def hold_event(
         account_id=hold.account_id,
         event_type=event_type,
         event_id=new_id("evt"),
-        data=render.hold_json(hold),
+        data=lambda: render.hold_json(hold),
         now=now,
         hold_id=hold.id,
     )

@@ -20,9 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, case, delete, func, select, update
+from sqlalchemy import Select, Table, and_, bindparam, case, delete, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slotguard.store import deferred
 from slotguard.store.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
 from slotguard.store.types import JSONType, UTCDateTime
 
@@ -119,8 +120,20 @@ async def abandon_endpoint_messages(
 # -- enqueue and claim -------------------------------------------------------------------
 
 
+_OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
+_OUTBOX_COLUMNS = tuple(
+    (attr.key, attr.columns[0].key) for attr in inspect(OutboxMessage).column_attrs
+)
+
+
 def add_messages(s: AsyncSession, rows: Iterable[OutboxMessage]) -> None:
-    s.add_all(list(rows))
+    """Enqueue messages in the caller's transaction: inserted when it commits (`deferred`),
+    so they commit or vanish with the change that causes them."""
+    for row in rows:
+        given = row.__dict__
+        deferred.add_row(
+            s, _OUTBOX, {col: given[attr] for attr, col in _OUTBOX_COLUMNS if attr in given}
+        )
 
 
 async def due_exists(s: AsyncSession, now: dt.datetime) -> bool:
@@ -193,7 +206,6 @@ class Outcome:
     delivered_at: dt.datetime | None = None
 
 
-_OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
 _RECORD = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("b_id"), _OUTBOX.c.locked_by == bindparam("b_owner"))

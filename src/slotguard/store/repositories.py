@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slotguard.store import calendar_repo
+from slotguard.store import calendar_repo, deferred
 from slotguard.store.models import (
     Account,
     Agent,
@@ -512,6 +512,14 @@ async def purge_idempotency_keys(s: AsyncSession, *, completed_before: dt.dateti
 
 
 # -- audit -------------------------------------------------------------------------------
+
+
+def add_audit_row(s: AsyncSession, values: dict[str, Any]) -> None:
+    """An `audit_log` row, inserted when the caller's transaction commits (`deferred`)."""
+    deferred.add_row(s, _AUDIT_LOG, values)
+
+
+_AUDIT_LOG: Table = AuditEntry.__table__  # type: ignore[assignment]
 
 
 def _audit_query(
