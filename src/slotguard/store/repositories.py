@@ -136,6 +136,18 @@ async def get_business_by_email(s: AsyncSession, account_id: str, email: str) ->
     return found
 
 
+_LOCK_BUSINESS = (
+    select(Business)
+    .where(
+        Business.account_id == bindparam("account_id"),
+        Business.deleted_at.is_(None),
+        Business.id == bindparam("business_id"),
+    )
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_business(s: AsyncSession, account_id: str, business_id: str) -> Business | None:
     """Load a business and lock its row until the transaction ends.
 
@@ -144,10 +156,7 @@ async def lock_business(s: AsyncSession, account_id: str, business_id: str) -> B
     On SQLite FOR UPDATE is ignored; BEGIN IMMEDIATE already serialises all writers.
     """
     found: Business | None = await s.scalar(
-        _live_business(account_id)
-        .where(Business.id == business_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        _LOCK_BUSINESS, {"account_id": account_id, "business_id": business_id}
     )
     return found
 
@@ -266,7 +275,8 @@ async def expire_holds(s: AsyncSession, business_id: str, now: dt.datetime) -> N
 
 # Plain rows, not Reservation objects: the callers only read them, and an availability
 # read loads hundreds, which the ORM's identity map and instance state would multiply.
-_res = Reservation.__table__.c
+_RESERVATIONS: Table = Reservation.__table__  # type: ignore[assignment]
+_res = _RESERVATIONS.c
 _booking = Booking.__table__.c
 _ACTIVE_CLAIMS = (
     select(*Reservation.__table__.c, _booking.created_at)
@@ -314,32 +324,42 @@ async def busy_between(
     return [(r[0], r[1]) for r in rows] + synced
 
 
+_DEACTIVATE_BY_BOOKING = (
+    update(_RESERVATIONS)
+    .where(_res.booking_id == bindparam("ref"), _res.active.is_(True))
+    .values(active=False)
+)
+_DEACTIVATE_BY_HOLD = (
+    update(_RESERVATIONS)
+    .where(_res.hold_id == bindparam("ref"), _res.active.is_(True))
+    .values(active=False)
+)
+
+
 async def deactivate_booking_reservation(s: AsyncSession, booking_id: str) -> None:
-    await s.execute(
-        update(Reservation)
-        .where(Reservation.booking_id == booking_id, Reservation.active.is_(True))
-        .values(active=False)
-    )
+    await s.execute(_DEACTIVATE_BY_BOOKING, {"ref": booking_id})
 
 
 async def deactivate_hold_reservations(s: AsyncSession, hold_id: str) -> None:
-    await s.execute(
-        update(Reservation)
-        .where(Reservation.hold_id == hold_id, Reservation.active.is_(True))
-        .values(active=False)
-    )
+    await s.execute(_DEACTIVATE_BY_HOLD, {"ref": hold_id})
 
 
 # -- bookings ----------------------------------------------------------------------------
 
 
+_BOOKING = select(Booking).where(
+    Booking.id == bindparam("booking_id"), Booking.account_id == bindparam("account_id")
+)
+_BOOKING_LOCKED = _BOOKING.with_for_update().execution_options(populate_existing=True)
+
+
 async def get_booking(
     s: AsyncSession, account_id: str, booking_id: str, *, for_update: bool = False
 ) -> Booking | None:
-    q = select(Booking).where(Booking.id == booking_id, Booking.account_id == account_id)
-    if for_update:
-        q = q.with_for_update().execution_options(populate_existing=True)
-    found: Booking | None = await s.scalar(q)
+    found: Booking | None = await s.scalar(
+        _BOOKING_LOCKED if for_update else _BOOKING,
+        {"booking_id": booking_id, "account_id": account_id},
+    )
     return found
 
 
@@ -379,13 +399,18 @@ async def list_bookings(
 # -- holds -------------------------------------------------------------------------------
 
 
+_HOLD = select(Hold).where(
+    Hold.id == bindparam("hold_id"), Hold.account_id == bindparam("account_id")
+)
+_HOLD_LOCKED = _HOLD.with_for_update().execution_options(populate_existing=True)
+
+
 async def get_hold(
     s: AsyncSession, account_id: str, hold_id: str, *, for_update: bool = False
 ) -> Hold | None:
-    q = select(Hold).where(Hold.id == hold_id, Hold.account_id == account_id)
-    if for_update:
-        q = q.with_for_update().execution_options(populate_existing=True)
-    found: Hold | None = await s.scalar(q)
+    found: Hold | None = await s.scalar(
+        _HOLD_LOCKED if for_update else _HOLD, {"hold_id": hold_id, "account_id": account_id}
+    )
     return found
 
 
