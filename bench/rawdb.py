@@ -16,7 +16,7 @@ does exactly the work it does for the API:
    where BEGIN IMMEDIATE serialises writers)           (load_scheduling)
    SELECT meeting_classes                               (load_scheduling)
    SELECT reservations LEFT JOIN bookings (+-3 days)    (load_occupancy)
-   SELECT busy_intervals (+-3 days)                     (load_occupancy)
+   SELECT busy_intervals (+-3 days), SELECT calendars (packed busy) (load_occupancy)
    INSERT bookings; INSERT reservations RETURNING id    (flush)
    SELECT webhook_endpoints                             (events.booking_event)
    UPDATE idempotency_keys SET state='completed', ...   (complete_idempotency_key)
@@ -235,14 +235,12 @@ PG_BUSY = (
     "SELECT busy_intervals.start_at, busy_intervals.end_at FROM busy_intervals "
     "WHERE busy_intervals.business_id = $1::VARCHAR "
     "AND busy_intervals.start_at < $2::TIMESTAMP WITH TIME ZONE "
-    "AND busy_intervals.end_at > $3::TIMESTAMP WITH TIME ZONE UNION ALL "
-    "SELECT calendar_busy.start_at, calendar_busy.end_at FROM calendar_busy JOIN calendars "
-    "ON calendars.id = calendar_busy.calendar_id "
-    "AND calendars.copy_generation = calendar_busy.generation "
-    "WHERE calendar_busy.business_id = $4::VARCHAR "
-    "AND calendar_busy.start_at < $5::TIMESTAMP WITH TIME ZONE "
-    "AND calendar_busy.end_at > $6::TIMESTAMP WITH TIME ZONE "
-    "AND calendars.role IN ($7::VARCHAR, $8::VARCHAR)"
+    "AND busy_intervals.end_at > $3::TIMESTAMP WITH TIME ZONE"
+)
+# Connected calendars' busy time: one packed value per calendar (store/calendar_repo.py).
+PG_BUSY_CALENDARS = (
+    "SELECT calendars.id, calendars.copy_generation, calendars.busy_packed FROM calendars "
+    "WHERE calendars.business_id = $1::VARCHAR AND calendars.role IN ($2::VARCHAR, $3::VARCHAR)"
 )
 PG_WRITE_CALENDAR = (
     "SELECT calendars.id FROM calendars WHERE calendars.business_id = $1::VARCHAR "
@@ -321,7 +319,8 @@ async def pg_book(conn: asyncpg.Connection, ctx: RawContext, v: BookingValues) -
         await conn.fetchrow(PG_MEETING_CLASS, acct, "default")
         # (expired holds are cleared only when the read finds one: none here)
         await conn.fetch(PG_RESERVATIONS, biz, hi, lo)
-        await conn.fetch(PG_BUSY, biz, hi, lo, biz, hi, lo, *BUSY_ROLES)
+        await conn.fetch(PG_BUSY, biz, hi, lo)
+        await conn.fetch(PG_BUSY_CALENDARS, biz, *BUSY_ROLES)
         await conn.execute(
             PG_INSERT_BOOKING, v.booking_id, acct, biz, "default", 50, 0, 0, "confirmed",
             v.start, v.end, "Meeting", None, "bench@example.com", None, "[]", "{}", None,
@@ -440,6 +439,7 @@ SQ = {
         "meeting_class": PG_MEETING_CLASS,
         "reservations": PG_RESERVATIONS,
         "busy": PG_BUSY,
+        "busy_calendars": PG_BUSY_CALENDARS,
         "insert_booking": PG_INSERT_BOOKING,
         "insert_reservation": PG_INSERT_RESERVATION,
         "idem_complete": PG_IDEM_COMPLETE,
@@ -514,7 +514,8 @@ def sqlite_book(
         x(SQ["lock_business"], (acct, biz)).fetchall()  # business + account rules
         x(SQ["meeting_class"], (acct, "default")).fetchall()
         x(SQ["reservations"], (biz, hi, lo)).fetchall()
-        x(SQ["busy"], (biz, hi, lo, biz, hi, lo, *BUSY_ROLES)).fetchall()
+        x(SQ["busy"], (biz, hi, lo)).fetchall()
+        x(SQ["busy_calendars"], (biz, *BUSY_ROLES)).fetchall()
         x(
             SQ["insert_booking"],
             (v.booking_id, acct, biz, "default", 50, 0, 0, "confirmed", start, end, "Meeting",
@@ -656,7 +657,8 @@ def replayed_shapes(store: str) -> list[str]:
         s(PG_KEY),
         *claim,
         s(PG_LOCK_BUSINESS), s(PG_MEETING_CLASS),
-        s(PG_RESERVATIONS), s(PG_BUSY), s(PG_INSERT_BOOKING), s(PG_INSERT_RESERVATION),
+        s(PG_RESERVATIONS), s(PG_BUSY), s(PG_BUSY_CALENDARS), s(PG_INSERT_BOOKING),
+        s(PG_INSERT_RESERVATION),
         s(PG_WRITE_CALENDAR), s(PG_WEBHOOK_ENDPOINTS), s(PG_IDEM_COMPLETE), s(PG_INSERT_AUDIT),
         s(PG_INSERT_OUTBOX),
         "COMMIT",
