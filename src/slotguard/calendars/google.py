@@ -33,6 +33,7 @@ from slotguard.calendars.base import (
     ProviderAuthError,
     ProviderContext,
     ProviderDataError,
+    ProviderSpec,
     ProviderUnavailable,
     Pull,
     RemoteItem,
@@ -312,3 +313,12 @@ def build(ctx: ProviderContext) -> GoogleCalendar:
     if ctx.tokens is None:
         raise ProviderAuthError(f"{LABEL}: no OAuth credentials for this calendar")
     return GoogleCalendar(ctx)
+
+
+SPEC = ProviderSpec(
+    name="google",
+    build=build,
+    secret_fields=("refresh_token",),
+    setting_fields=("calendar_id",),
+    required_fields=("refresh_token",),
+)

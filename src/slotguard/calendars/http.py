@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -23,10 +23,13 @@ USER_AGENT = "slotguard-calendars/1"
 MAX_REDIRECTS = 3
 
 
-def make_calendar_client(*, allow_private: bool, timeout: float) -> httpx.AsyncClient:
+def make_calendar_client(
+    *, allow_private: bool, timeout: float, trusted: Iterable[tuple[str, int]] = ()
+) -> httpx.AsyncClient:
     """A client whose every connection passes the address guard (also after redirects and
-    DNS changes): calendar URLs are user-supplied, like webhook URLs."""
-    client = make_webhook_client(allow_private=allow_private, timeout=timeout)
+    DNS changes): calendar URLs are user-supplied, like webhook URLs. ``trusted`` origins,
+    ``(host, port)``, are the operator's provider base URLs (§7.5): not guarded."""
+    client = make_webhook_client(allow_private=allow_private, timeout=timeout, trusted=trusted)
     client.headers["User-Agent"] = USER_AGENT
     return client
 

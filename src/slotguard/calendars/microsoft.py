@@ -41,6 +41,7 @@ from slotguard.calendars.base import (
     ProviderAuthError,
     ProviderContext,
     ProviderDataError,
+    ProviderSpec,
     ProviderUnavailable,
     Pull,
     RemoteItem,
@@ -342,3 +343,12 @@ def build(ctx: ProviderContext) -> MicrosoftCalendar:
     if ctx.tokens is None:
         raise ProviderAuthError(f"{LABEL}: no OAuth credentials for this calendar")
     return MicrosoftCalendar(ctx)
+
+
+SPEC = ProviderSpec(
+    name="microsoft",
+    build=build,
+    secret_fields=("refresh_token",),
+    setting_fields=("calendar_id",),
+    required_fields=("refresh_token",),
+)

@@ -96,6 +96,53 @@ def oauth_client(settings: Settings, provider: OAuthProvider) -> OAuthClient | N
     )
 
 
+def _origin(url: str) -> tuple[str, int] | None:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return None
+    if not parsed.host:
+        return None
+    return parsed.host.lower(), parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthSetup:
+    """What the operator configured for Google and Microsoft (§7.5): the OAuth clients (None
+    when not configured), the API base URLs, the public base of the redirect URI, and the
+    origins of every one of those URLs. Those origins are the operator's choice (a
+    sovereign cloud, a local fake in tests), so the address guard lets connections to them
+    through; URLs an API user supplies (ICS, CalDAV) stay behind the guard."""
+
+    clients: Mapping[str, OAuthClient]
+    api_urls: Mapping[str, str]
+    public_url: str | None
+    trusted_origins: frozenset[tuple[str, int]]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OAuthSetup:
+        clients: dict[str, OAuthClient] = {
+            p: c for p in PROVIDERS if (c := oauth_client(settings, p)) is not None
+        }
+        api_urls = {
+            "google": settings.google_api_url.rstrip("/"),
+            "microsoft": settings.microsoft_graph_url.rstrip("/"),
+        }
+        urls = [
+            *api_urls.values(),
+            settings.google_token_url,
+            settings.microsoft_login_url,
+        ]
+        origins = frozenset(o for u in urls if (o := _origin(u)) is not None)
+        public = settings.public_url.rstrip("/") if settings.public_url else None
+        return cls(clients=clients, api_urls=api_urls, public_url=public, trusted_origins=origins)
+
+    def redirect_uri(self, provider: OAuthProvider) -> str | None:
+        if self.public_url is None:
+            return None
+        return f"{self.public_url}/v1/oauth/{provider}/callback"
+
+
 # -- PKCE (RFC 7636) ---------------------------------------------------------------------
 
 

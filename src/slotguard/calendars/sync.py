@@ -43,7 +43,9 @@ from slotguard.calendars.base import (
 )
 from slotguard.calendars.credentials import CredentialError, SecretBox, secret_box
 from slotguard.calendars.http import make_calendar_client
+from slotguard.calendars.oauth import OAuthSetup
 from slotguard.calendars.registry import get_spec
+from slotguard.calendars.tokens import attach_tokens
 from slotguard.config import Settings
 from slotguard.domain.rules import RulesPatch, merge_rules
 from slotguard.domain.timezones import zone
@@ -80,6 +82,20 @@ class SyncConfig:
     allow_private: bool = False
     secret_key: str | None = None
     concurrency: int = 4
+    # Google/Microsoft: OAuth clients and base URLs (None: not configured).
+    oauth: OAuthSetup | None = None
+
+    @property
+    def trusted_origins(self) -> frozenset[tuple[str, int]]:
+        return self.oauth.trusted_origins if self.oauth is not None else frozenset()
+
+    def client(self) -> httpx.AsyncClient:
+        """The calendar HTTP client: guarded, except towards the operator's provider URLs."""
+        return make_calendar_client(
+            allow_private=self.allow_private,
+            timeout=self.request_timeout_s,
+            trusted=self.trusted_origins,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SyncConfig:
@@ -90,6 +106,7 @@ class SyncConfig:
             max_bytes=settings.calendar_max_bytes,
             allow_private=settings.allow_private_calendars,
             secret_key=settings.secret_key,
+            oauth=OAuthSetup.from_settings(settings),
         )
 
 
@@ -127,9 +144,13 @@ def build_context(
     http: httpx.AsyncClient,
     config: SyncConfig,
     save_credentials: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None,
+    db: Database | None = None,
 ) -> ProviderContext:
+    """The provider's context; Google/Microsoft also get the operator's base URL and the
+    calendar's access tokens (``tokens.attach_tokens``: with ``db`` cached and refreshed
+    under the lease, without it straight from the refresh token, for a connect check)."""
     owners = {e for e in (business.email, credentials.get("username")) if e and "@" in str(e)}
-    return ProviderContext(
+    ctx = ProviderContext(
         calendar_id=cal.id,
         provider=cal.provider,
         url=cal.url,
@@ -143,6 +164,9 @@ def build_context(
         timeout_s=config.request_timeout_s,
         save_credentials=save_credentials,
     )
+    if config.oauth is not None:
+        ctx = attach_tokens(ctx, setup=config.oauth, db=db, box=secret_box(config.secret_key))
+    return ctx
 
 
 def open_credentials(box: SecretBox | None, cal: Calendar) -> dict[str, Any]:
@@ -180,9 +204,7 @@ class CalendarSync:
     async def run(self, stop: asyncio.Event) -> None:
         own = self._http is None
         if own:
-            self._http = make_calendar_client(
-                allow_private=self.config.allow_private, timeout=self.config.request_timeout_s
-            )
+            self._http = self.config.client()
         try:
             while not stop.is_set():
                 try:
@@ -287,9 +309,7 @@ class CalendarSync:
         http = self._http
         own_http = http is None
         if http is None:
-            http = make_calendar_client(
-                allow_private=self.config.allow_private, timeout=self.config.request_timeout_s
-            )
+            http = self.config.client()
         try:
             ctx = build_context(
                 cal,
@@ -298,6 +318,7 @@ class CalendarSync:
                 http=http,
                 config=self.config,
                 save_credentials=self._saver(calendar_id),
+                db=self.db,
             )
             provider = spec.build(ctx)
             try:

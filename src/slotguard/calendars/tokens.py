@@ -26,12 +26,19 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx
 import structlog
 
 from slotguard.calendars import oauth
-from slotguard.calendars.base import ProviderAuthError, ProviderError, ProviderUnavailable
+from slotguard.calendars.base import (
+    AccessTokens,
+    ProviderAuthError,
+    ProviderContext,
+    ProviderError,
+    ProviderUnavailable,
+)
 from slotguard.calendars.credentials import CredentialError, SecretBox
 from slotguard.store import oauth_repo
 from slotguard.store.db import Database
@@ -290,3 +297,43 @@ class RefreshTokenGrant:
             self.refresh_token = grant.refresh_token
         self.grant = grant
         return grant.access_token
+
+
+def attach_tokens(
+    ctx: ProviderContext,
+    *,
+    setup: oauth.OAuthSetup,
+    db: Database | None,
+    box: SecretBox | None,
+) -> ProviderContext:
+    """The context a Google/Microsoft provider is built with: the operator's API base URL
+    and the calendar's access tokens. With a database (the engine, the write-back, a
+    stored calendar) the tokens are `OAuthTokens` (cached, refreshed under the lease);
+    without one (the connect check: the calendar row does not exist yet) they come from
+    the refresh token in ``ctx.credentials`` (`RefreshTokenGrant`). Other providers, and a
+    provider the operator has not configured, are returned unchanged (building them then
+    fails with `ProviderAuthError`)."""
+    if ctx.provider not in oauth.PROVIDERS:
+        return ctx
+    client = setup.clients.get(ctx.provider)
+    settings = {**ctx.settings, "api_url": setup.api_urls[ctx.provider]}
+    if client is None:
+        return replace(ctx, settings=settings, tokens=None)
+    timeout_s = min(ctx.timeout_s, oauth.TOKEN_TIMEOUT_S)
+    tokens: AccessTokens | None = None
+    if db is not None and box is not None:
+        tokens = OAuthTokens(
+            db,
+            calendar_id=ctx.calendar_id,
+            client=client,
+            box=box,
+            http=ctx.http,
+            timeout_s=timeout_s,
+        )
+    else:
+        refresh_token = ctx.credentials.get("refresh_token")
+        if isinstance(refresh_token, str) and refresh_token:
+            tokens = RefreshTokenGrant(
+                ctx.http, client, refresh_token=refresh_token, timeout_s=timeout_s
+            )
+    return replace(ctx, settings=settings, tokens=tokens)

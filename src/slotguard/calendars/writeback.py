@@ -145,7 +145,7 @@ class CalendarWriter:
             raise CredentialError(f"unknown calendar provider {cal.provider!r}")
         credentials = open_credentials(self._box, cal)
         ctx = build_context(
-            cal, business, credentials=credentials, http=self.http, config=self.config
+            cal, business, credentials=credentials, http=self.http, config=self.config, db=self.db
         )
         return spec.build(ctx)
 

@@ -208,8 +208,12 @@ class VettedNetworkBackend(httpcore.AsyncNetworkBackend):
         allow_private: bool,
         inner: httpcore.AsyncNetworkBackend | None = None,
         resolver: Resolver | None = None,
+        trusted: Iterable[tuple[str, int]] = (),
     ) -> None:
         self._allow_private = allow_private
+        # (host, port) origins the operator configured (calendar provider base URLs):
+        # connections to them skip the address checks, whatever they resolve to.
+        self._trusted = frozenset((h.lower(), p) for h, p in trusted)
         self._inner = inner if inner is not None else httpcore.AnyIOBackend()
         self._resolver = resolver or resolve_host
 
@@ -231,7 +235,7 @@ class VettedNetworkBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"could not resolve {host}: {exc}") from exc
         if not addresses:
             raise httpcore.ConnectError(f"{host} has no addresses")
-        if not self._allow_private:
+        if not self._allow_private and (host.lower(), port) not in self._trusted:
             _check_addresses(host, addresses)
 
         last_error: httpcore.ConnectError | None = None
@@ -292,6 +296,7 @@ def make_webhook_client(
     timeout: float = 15.0,
     verify: ssl.SSLContext | bool = True,
     resolver: Resolver | None = None,
+    trusted: Iterable[tuple[str, int]] = (),
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` for webhook delivery whose every connection is vetted.
 
@@ -299,7 +304,7 @@ def make_webhook_client(
     environment are ignored, so no request can leave through a path the checks do not see.
     ``verify`` is passed to ``httpx.create_ssl_context`` (tests pass an ``ssl.SSLContext``).
     """
-    backend = VettedNetworkBackend(allow_private=allow_private, resolver=resolver)
+    backend = VettedNetworkBackend(allow_private=allow_private, resolver=resolver, trusted=trusted)
     return httpx.AsyncClient(
         transport=_VettedTransport(backend=backend, verify=verify),
         timeout=httpx.Timeout(timeout),

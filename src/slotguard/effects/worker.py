@@ -17,7 +17,6 @@ from typing import Any
 
 import structlog
 
-from slotguard.calendars.http import make_calendar_client
 from slotguard.calendars.sync import CalendarSync, SyncConfig
 from slotguard.calendars.writeback import CalendarWriter
 from slotguard.config import Settings, get_settings
@@ -153,10 +152,7 @@ async def _run(
         make_webhook_client(
             allow_private=settings.allow_private_webhooks, timeout=WEBHOOK_TIMEOUT_S
         ) as http,
-        make_calendar_client(
-            allow_private=calendar_config.allow_private,
-            timeout=calendar_config.request_timeout_s,
-        ) as calendar_http,
+        calendar_config.client() as calendar_http,
     ):
         outbox = OutboxWorker(
             db,

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,9 +21,12 @@ from slotguard.calendars.base import (
     ProviderSpec,
 )
 from slotguard.calendars.credentials import CredentialError, SecretBox, secret_box
-from slotguard.calendars.http import make_calendar_client, split_userinfo
+from slotguard.calendars.http import split_userinfo
+from slotguard.calendars.oauth import PROVIDERS as OAUTH_PROVIDERS
+from slotguard.calendars.oauth import TokenGrant
 from slotguard.calendars.registry import PROVIDERS, get_spec
 from slotguard.calendars.sync import SyncConfig, build_context, is_stale, open_credentials
+from slotguard.calendars.tokens import RefreshTokenGrant, store_initial_token
 from slotguard.config import get_settings
 from slotguard.domain.errors import (
     CalendarAuthFailed,
@@ -35,8 +39,11 @@ from slotguard.domain.errors import (
 from slotguard.effects.netguard import WebhookTargetError, validate_webhook_url
 from slotguard.services.businesses import resolve_business
 from slotguard.services.context import Actor
-from slotguard.store import calendar_repo
+from slotguard.store import calendar_repo, oauth_repo
+from slotguard.store.db import Database
 from slotguard.store.models import Booking, Business, Calendar
+
+log = structlog.get_logger("slotguard.calendars")
 
 ROLES = ("busy", "write", "both")
 # Body fields that are provider settings (not secrets) and stored in plain text.
@@ -61,6 +68,12 @@ class Connection:
     checked_name: str | None = None
     checked_timezone: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Google/Microsoft: the grant the check obtained (its access token is cached once the
+    # calendar exists, so the first sync does not refresh again).
+    grant: TokenGrant | None = None
+
+    def __repr__(self) -> str:  # never show the secrets, even in a traceback
+        return f"Connection(provider={self.spec.name!r}, role={self.role!r})"
 
 
 async def _guard_url(url: str, *, allow_private: bool) -> str:
@@ -93,16 +106,25 @@ async def prepare_connection(
     config: SyncConfig,
     calendar_id: str,
     check: bool = True,
+    grant: TokenGrant | None = None,
 ) -> Connection:
-    """Validate a connect request and check it against the provider (one request)."""
+    """Validate a connect request and check it against the provider (one request).
+
+    Google/Microsoft: the check obtains an access token with the refresh token (or uses
+    ``grant``, just issued by a code exchange); a refresh token rotated meanwhile
+    (Microsoft) replaces the one given, so what is stored is the one that still works."""
     spec = get_spec(provider)
     if spec is None:
         raise _invalid("provider", f"provider must be one of {', '.join(sorted(PROVIDERS))}")
+    if provider in OAUTH_PROVIDERS:
+        require_oauth_client(provider, config)
     if role not in ROLES:
         raise _invalid("role", "role must be busy, write or both")
     if spec.read_only and role != "busy":
         raise _invalid("role", f"{provider} calendars are read only: role must be busy")
-    allowed = {"url", "timezone", *spec.secret_fields, *spec.setting_fields}
+    allowed = {"timezone", *spec.secret_fields, *spec.setting_fields}
+    if spec.needs_url:
+        allowed.add("url")
     unexpected = sorted(k for k, v in fields.items() if v is not None and k not in allowed)
     if unexpected:
         raise ValidationFailed(
@@ -144,12 +166,34 @@ async def prepare_connection(
         timezone=fields.get("timezone"),
     )
     if check:
-        await _check(conn, business, config=config, calendar_id=calendar_id)
+        await _check(conn, business, config=config, calendar_id=calendar_id, grant=grant)
     return conn
 
 
+OAUTH_LABELS = {"google": "Google Calendar", "microsoft": "Microsoft 365"}
+OAUTH_SETTINGS = {
+    "google": "SLOTGUARD_GOOGLE_CLIENT_ID and SLOTGUARD_GOOGLE_CLIENT_SECRET",
+    "microsoft": "SLOTGUARD_MICROSOFT_CLIENT_ID and SLOTGUARD_MICROSOFT_CLIENT_SECRET",
+}
+
+
+def require_oauth_client(provider: str, config: SyncConfig) -> None:
+    """422 when the operator has not registered an OAuth client for this provider."""
+    if config.oauth is None or provider not in config.oauth.clients:
+        raise _invalid(
+            "provider",
+            f"{OAUTH_LABELS.get(provider, provider)} is not configured on this server: "
+            f"the operator sets {OAUTH_SETTINGS.get(provider, 'its OAuth client')}",
+        )
+
+
 async def _check(
-    conn: Connection, business: Business, *, config: SyncConfig, calendar_id: str
+    conn: Connection,
+    business: Business,
+    *,
+    config: SyncConfig,
+    calendar_id: str,
+    grant: TokenGrant | None = None,
 ) -> None:
     probe = Calendar(
         id=calendar_id,
@@ -158,16 +202,36 @@ async def _check(
         settings=conn.settings,
         timezone=conn.timezone,
     )
-    async with make_calendar_client(
-        allow_private=config.allow_private, timeout=config.request_timeout_s
-    ) as http:
+    async with config.client() as http:
         ctx = build_context(probe, business, credentials=conn.secrets, http=http, config=config)
+        tokens = ctx.tokens
+        if isinstance(tokens, RefreshTokenGrant) and grant is not None:
+            tokens.grant = grant
         try:
             result = await conn.spec.build(ctx).check()
         except ProviderError as exc:
             raise _provider_error(exc) from None
+    if isinstance(tokens, RefreshTokenGrant):
+        conn.secrets["refresh_token"] = tokens.refresh_token
+        conn.grant = tokens.grant
     conn.checked_name = result.name
     conn.checked_timezone = result.timezone
+
+
+async def cache_checked_token(
+    db: Database, conn: Connection, *, calendar_id: str, config: SyncConfig
+) -> None:
+    """After the calendar committed: keep the access token its connect check obtained, so
+    the first sync needs no refresh (best effort: without it the first sync refreshes)."""
+    box = secret_box(config.secret_key)
+    if conn.grant is None or box is None:
+        return
+    try:
+        await store_initial_token(
+            db, calendar_id=calendar_id, box=box, grant=conn.grant, now=dt.datetime.now(dt.UTC)
+        )
+    except Exception:
+        log.warning("calendar_token_cache_failed", calendar_id=calendar_id)
 
 
 async def business_for(s: AsyncSession, actor: Actor, business_id: str) -> Business:
@@ -286,6 +350,8 @@ async def update_calendar(
                 raise SecretKeyRequired()
             cal.credentials = box.seal(cal.id, conn.secrets)
             cal.credentials_version += 1
+            # The cached access token belongs to the old grant.
+            await oauth_repo.forget_access_token(s, calendar_id=cal.id, now=now)
         if conn.url is not None:
             cal.url = conn.url
         cal.settings = {**(cal.settings or {}), **conn.settings}

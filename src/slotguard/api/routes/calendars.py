@@ -84,7 +84,10 @@ async def connect_calendar(
             calendar_read(cal), status=201, headers={"Location": _path(business_id, cal.id)}
         )
 
-    return await run_write(request, ctx, idem, work)
+    response = await run_write(request, ctx, idem, work)
+    if response.status_code == 201:
+        await svc.cache_checked_token(get_db(request), conn, calendar_id=calendar_id, config=config)
+    return response
 
 
 @router.get("/businesses/{business_id}/calendars", responses=many(CalendarRead))
