@@ -22,6 +22,7 @@ from slotguard.api.routes import (
     booking_pages,
     bookings,
     businesses,
+    calendar_oauth,
     calendars,
     holds,
     me,
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         agents,
         webhooks,
         outbox,
+        calendar_oauth,
         calendars,
         booking_pages,
     ):

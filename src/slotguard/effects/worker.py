@@ -23,6 +23,7 @@ from slotguard.config import Settings, get_settings
 from slotguard.effects.email import MailDeliveryError, MailSender, mail_sender_from_settings
 from slotguard.effects.netguard import make_webhook_client
 from slotguard.effects.outbox import WEBHOOK_TIMEOUT_S, OutboxSettings, OutboxWorker
+from slotguard.services.calendar_oauth import purge_states
 from slotguard.store import outbox_repo, pages_repo
 from slotguard.store import repositories as repo
 from slotguard.store.db import Database
@@ -36,6 +37,12 @@ PURGE_EVERY_S = 600.0
 SWEEP_HOLDS_EVERY_S = 5.0
 
 HoldSweeper = Callable[[Database, dt.datetime], Awaitable[Any]]
+
+
+async def purge_oauth_states(db: Database, now: dt.datetime) -> int:
+    """Calendar connect-flow states a day past their expiry (§7.5)."""
+    async with db.write() as s:
+        return await purge_states(s, now=now)
 
 
 async def purge_idempotency_keys(db: Database, now: dt.datetime) -> int:
@@ -127,6 +134,9 @@ async def _run(
         purged = await purge_idempotency_keys(db, now)
         if purged:
             log.info("idempotency_keys_purged", count=purged)
+        states = await purge_oauth_states(db, now)
+        if states:
+            log.info("oauth_states_purged", count=states)
         messages, deliveries = await purge_outbox(db, now)
         if messages or deliveries:
             log.info("outbox_purged", messages=messages, deliveries=deliveries)
