@@ -4,17 +4,20 @@ calendar rows made directly in the store (plain factories)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
 
+from slotguard.api.app import create_app
 from slotguard.calendars.credentials import SecretBox
+from slotguard.config import Settings
 from slotguard.ids import new_id
 from slotguard.store.models import Account, Business, Calendar
-from tests.conftest import Store
-from tests.fakes.common import FakeTransport
+from tests.conftest import Store, Tenant, new_tenant
+from tests.fakes.common import FakeTransport, serve
 from tests.fakes.google import GoogleFake
 from tests.fakes.graph import GraphFake
 
@@ -115,3 +118,59 @@ async def make_calendar(
             )
         )
     return CalendarRow(calendar_id, account_id, business_id)
+
+
+# -- the fakes as real servers on 127.0.0.1, and the API configured for them ---------------
+
+
+@dataclass
+class Served:
+    """Both fakes listening on 127.0.0.1, and slotguard's settings pointing at them."""
+
+    google: GoogleFake
+    graph: GraphFake
+    google_url: str
+    graph_url: str
+    settings: Settings
+
+
+def served_settings(google_url: str, graph_url: str, database_url: str, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "embedded_worker": False,
+        "secret_key": SECRET_KEY,
+        "public_url": "http://testserver",
+        "google_client_id": "google-client",
+        "google_client_secret": "google-secret",
+        "google_api_url": f"{google_url}/calendar/v3",
+        "google_auth_url": f"{google_url}/auth",
+        "google_token_url": f"{google_url}/token",
+        "microsoft_client_id": "ms-client",
+        "microsoft_client_secret": "ms-secret",
+        "microsoft_graph_url": f"{graph_url}/v1.0",
+        "microsoft_login_url": graph_url,
+        "calendar_timeout_seconds": 3.0,
+        # The address guard stays on: the operator's provider URLs pass it, nothing else.
+        "allow_private_calendars": False,
+    }
+    values.update(extra)
+    return Settings(**values)
+
+
+@pytest.fixture
+def served(store: Store) -> Iterator[Served]:
+    google, graph = GoogleFake(), GraphFake()
+    with serve(google.app) as google_url, serve(graph.app) as graph_url:
+        graph.base_url = graph_url
+        yield Served(
+            google, graph, google_url, graph_url, served_settings(google_url, graph_url, store.url)
+        )
+
+
+@pytest.fixture
+async def api(store: Store, served: Served) -> AsyncIterator[Tenant]:
+    """A fresh account on an app configured for the served fakes."""
+    app = create_app(served.settings, db=store.db)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield await new_tenant(store, client)

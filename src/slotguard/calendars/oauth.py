@@ -137,10 +137,15 @@ class OAuthSetup:
         public = settings.public_url.rstrip("/") if settings.public_url else None
         return cls(clients=clients, api_urls=api_urls, public_url=public, trusted_origins=origins)
 
-    def redirect_uri(self, provider: OAuthProvider) -> str | None:
-        if self.public_url is None:
+    def redirect_uri(
+        self, provider: OAuthProvider, *, request_base: str | None = None
+    ) -> str | None:
+        """``{SLOTGUARD_PUBLIC_URL}/v1/oauth/{provider}/callback``; without the setting, the
+        base URL the API was reached at (right unless a proxy rewrites it)."""
+        base = self.public_url or (request_base.rstrip("/") if request_base else None)
+        if base is None:
             return None
-        return f"{self.public_url}/v1/oauth/{provider}/callback"
+        return f"{base}/v1/oauth/{provider}/callback"
 
 
 # -- PKCE (RFC 7636) ---------------------------------------------------------------------

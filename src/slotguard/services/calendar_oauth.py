@@ -57,7 +57,9 @@ class StateRefused(Exception):
         self.reason = reason
 
 
-def _setup(provider: str, config: SyncConfig) -> tuple[oauth.OAuthClient, str, SecretBox]:
+def _setup(
+    provider: str, config: SyncConfig, request_base: str | None
+) -> tuple[oauth.OAuthClient, str, SecretBox]:
     if provider not in oauth.PROVIDERS:
         raise ValidationFailed(
             "provider must be google or microsoft.",
@@ -65,7 +67,7 @@ def _setup(provider: str, config: SyncConfig) -> tuple[oauth.OAuthClient, str, S
         )
     require_oauth_client(provider, config)
     assert config.oauth is not None
-    redirect_uri = config.oauth.redirect_uri(provider)
+    redirect_uri = config.oauth.redirect_uri(provider, request_base=request_base)
     if redirect_uri is None:
         raise ValidationFailed(
             "The browser flow needs SLOTGUARD_PUBLIC_URL (the base of the redirect URI) "
@@ -89,9 +91,12 @@ async def begin_connect(
     name: str | None,
     config: SyncConfig,
     now: dt.datetime,
+    request_base: str | None = None,
 ) -> AuthorizationStart:
-    """Store a single-use state bound to the business; return the authorization URL."""
-    client, redirect_uri, box = _setup(provider, config)
+    """Store a single-use state bound to the business; return the authorization URL.
+    ``request_base``: the base URL of this request, for the redirect URI when
+    ``SLOTGUARD_PUBLIC_URL`` is not set."""
+    client, redirect_uri, box = _setup(provider, config, request_base)
     if role not in ROLES:
         raise ValidationFailed(
             "role must be busy, write or both.",

@@ -71,6 +71,7 @@ async def start_calendar_oauth(
             name=body.name,
             config=config,
             now=ctx.now,
+            request_base=str(request.base_url),
         )
     return envelope.ok(
         CalendarOAuthStartRead(
