@@ -84,14 +84,23 @@ class OAuthTokens:
         self.timeout_s = timeout_s
         self.owner = "tok_" + uuid.uuid4().hex[:16]
         self.refreshes = 0  # refreshes this object made (tests, metrics)
+        # The last token this object saw valid, and its expiry: every request of a sync
+        # asks for a token, and most need no database round trip for it.
+        self._memo: tuple[str, dt.datetime] | None = None
 
     def __repr__(self) -> str:
         return f"OAuthTokens(calendar_id={self.calendar_id!r})"
 
     async def get(self, *, rejected: str | None = None) -> str:
+        memo = self._memo
+        if memo is not None and memo[0] != rejected and memo[1] - self.margin > self.clock():
+            return memo[0]
         deadline = self.clock() + self.lease + dt.timedelta(seconds=5)
-        async with self.db.write() as s:
-            await oauth_repo.ensure_token_row(s, calendar_id=self.calendar_id, now=self.clock())
+        async with self.db.read() as s:
+            exists = await oauth_repo.get_token(s, self.calendar_id) is not None
+        if not exists:
+            async with self.db.write() as s:
+                await oauth_repo.ensure_token_row(s, calendar_id=self.calendar_id, now=self.clock())
         while True:
             now = self.clock()
             token, version = await self._current(now, rejected)
@@ -134,6 +143,7 @@ class OAuthTokens:
             return None, version  # sealed with a key no longer configured: refresh
         if not isinstance(token, str) or token == rejected:
             return None, version
+        self._memo = (token, row.expires_at)
         return token, version
 
     @property
@@ -215,7 +225,9 @@ class OAuthTokens:
                 expires_at=grant.expires_at,
                 now=self.clock(),
             )
-        if not saved:
+        if saved:
+            self._memo = (grant.access_token, grant.expires_at)
+        else:
             log.warning("calendar_token_lease_lost", calendar_id=self.calendar_id)
         log.info(
             "calendar_token_refreshed",
