@@ -31,7 +31,7 @@ from slotguard.calendars.credentials import SecretBox  # noqa: E402
 from slotguard.calendars.oauth import OAuthSetup  # noqa: E402
 from slotguard.calendars.sync import CalendarSync, SyncConfig  # noqa: E402
 from slotguard.config import Settings  # noqa: E402
-from slotguard.ids import new_id
+from slotguard.ids import new_id  # noqa: E402
 from slotguard.logs import configure_logging  # noqa: E402
 from slotguard.store.db import Database  # noqa: E402
 from slotguard.store.migrate import upgrade_to_head  # noqa: E402
