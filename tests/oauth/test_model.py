@@ -18,8 +18,8 @@ from slotguard.store.models import Calendar
 from tests.conftest import Store
 from tests.fakes.google import GoogleFake
 from tests.fakes.graph import GraphFake
+from tests.oauth import providers
 from tests.oauth.conftest import SECRET_KEY, make_calendar
-from tests.oauth.providers import test_settings
 
 H = dt.timedelta(hours=1)
 STEPS = 25
@@ -30,7 +30,7 @@ def engine(store: Store, http: httpx.AsyncClient) -> CalendarSync:
     config = SyncConfig(
         secret_key=SECRET_KEY,
         request_timeout_s=5.0,
-        oauth=OAuthSetup.from_settings(test_settings()),
+        oauth=OAuthSetup.from_settings(providers.test_settings()),
     )
     return CalendarSync(store.db, config=config, http=http)
 
