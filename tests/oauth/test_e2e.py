@@ -253,6 +253,27 @@ async def test_revoked_grant_is_auth_failed_without_a_retry_loop(
     assert warnings == []
 
 
+async def test_a_second_write_calendar_is_refused_before_the_token_is_used(
+    api: Tenant, served: Served, store: Store
+) -> None:
+    graph = served.graph
+    biz = await make_business(api)
+    first = await connect(
+        api,
+        biz["id"],
+        provider="microsoft",
+        role="write",
+        refresh_token=graph.add_user("a@x.example"),
+    )
+    assert first.status_code == 201, first.text
+    second_token = graph.add_user("b@x.example")
+    tokens_before = len(graph.calls("token"))
+    r = await connect(api, biz["id"], provider="microsoft", role="both", refresh_token=second_token)
+    assert r.status_code == 409 and r.json()["details"]["reason"] == "write_calendar_exists"
+    # Not refreshed, so not rotated: the owner's refresh token still works.
+    assert len(graph.calls("token")) == tokens_before and second_token in graph.refresh_tokens
+
+
 async def test_connect_refusals_are_clear_4xx(api: Tenant, served: Served) -> None:
     biz = await make_business(api)
     r = await connect(api, biz["id"], provider="google", refresh_token="1//not-a-real-token")

@@ -24,11 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slotguard.calendars import oauth
 from slotguard.calendars.credentials import CredentialError, SecretBox, secret_box
 from slotguard.calendars.sync import SyncConfig
-from slotguard.domain.errors import Conflict, SecretKeyRequired, ValidationFailed
+from slotguard.domain.errors import SecretKeyRequired, ValidationFailed
 from slotguard.services.businesses import resolve_business
-from slotguard.services.calendars import ROLES, require_oauth_client
+from slotguard.services.calendars import (
+    ROLES,
+    refuse_second_write_calendar,
+    require_oauth_client,
+)
 from slotguard.services.context import Actor
-from slotguard.store import calendar_repo, oauth_repo
+from slotguard.store import oauth_repo
 from slotguard.store.models import OAuthState
 
 STATE_TTL = dt.timedelta(minutes=10)
@@ -104,11 +108,7 @@ async def begin_connect(
         )
     biz = await resolve_business(s, actor, business_id=business_id)
     # Said now rather than after the owner went through the consent screen.
-    if role in calendar_repo.WRITE_ROLES and await calendar_repo.write_calendar_id(s, biz.id):
-        raise Conflict(
-            "The business already has a calendar that bookings are written to.",
-            reason="write_calendar_exists",
-        )
+    await refuse_second_write_calendar(s, biz.id, role)
     raw = secrets.token_urlsafe(32)
     sid = state_id(raw)
     verifier = oauth.new_code_verifier()

@@ -234,6 +234,15 @@ async def cache_checked_token(
         log.warning("calendar_token_cache_failed", calendar_id=calendar_id)
 
 
+async def refuse_second_write_calendar(s: AsyncSession, business_id: str, role: str) -> None:
+    """409 ``write_calendar_exists`` early, for a role that writes (re-checked at create)."""
+    if role in calendar_repo.WRITE_ROLES and await calendar_repo.write_calendar_id(s, business_id):
+        raise Conflict(
+            "The business already has a calendar that bookings are written to.",
+            reason="write_calendar_exists",
+        )
+
+
 async def business_for(s: AsyncSession, actor: Actor, business_id: str) -> Business:
     return await resolve_business(s, actor, business_id=business_id)
 

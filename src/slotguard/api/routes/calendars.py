@@ -59,6 +59,8 @@ async def connect_calendar(
     config = _config(request)
     async with get_db(request).read() as s:
         business = await svc.business_for(s, ctx.actor, business_id)
+        # Before the provider check: Microsoft rotates the refresh token it is given.
+        await svc.refuse_second_write_calendar(s, business.id, body.role)
     calendar_id = new_id("cal")
     conn = await svc.prepare_connection(
         business=business,
