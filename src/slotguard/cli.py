@@ -4,22 +4,118 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import os
+import socket
+import sys
+from importlib.metadata import version as package_version
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy import text
 
-from slotguard.config import get_settings
+from slotguard.config import Settings, get_settings
+from slotguard.logs import configure_logging
 from slotguard.services import accounts
 from slotguard.store.db import Database
+from slotguard.store.diagnose import explain_database_error
 from slotguard.store.migrate import upgrade_to_head
 
+# Plain help (no rich markup): options read `--port PORT`, flags stand alone. No local
+# variables in tracebacks: they would print settings (passwords, keys).
+TYPER_OPTIONS: dict[str, bool | None] = {
+    "no_args_is_help": True,
+    "rich_markup_mode": None,
+    "pretty_exceptions_show_locals": False,
+}
+
 app = typer.Typer(
-    help="slotguard: a scheduling API that never books a slot twice.", no_args_is_help=True
+    help="slotguard: a scheduling API that never books a slot twice.",
+    **TYPER_OPTIONS,  # type: ignore[arg-type]
 )
-admin = typer.Typer(help="Accounts, admin keys, the secret key.", no_args_is_help=True)
+admin = typer.Typer(
+    help="Accounts, admin keys, the secret key.",
+    **TYPER_OPTIONS,  # type: ignore[arg-type]
+)
 app.add_typer(admin, name="admin")
+
+
+class Problem(Exception):
+    """A failure the operator can fix, printed as one line (what, where, how to fix)."""
+
+
+def main() -> None:
+    """The `slotguard` command: known problems end as one line on stderr and exit code 1."""
+    try:
+        app()
+    except Problem as exc:
+        _fail(str(exc))
+    except ValidationError as exc:
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        _fail(f"invalid configuration ({fields}): fix the environment or .env")
+    except Exception as exc:
+        try:
+            url = get_settings().database_url
+        except ValidationError:
+            raise exc from None
+        message = explain_database_error(exc, url)
+        if message is None:
+            raise
+        _fail(message)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"slotguard: {message}", err=True)
+    sys.exit(1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"slotguard {package_version('slotguard')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """slotguard: a scheduling API that never books a slot twice."""
+
+
+def _logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail before migrating when the address cannot be listened on (as uvicorn would bind)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except socket.gaierror as exc:
+            raise Problem(
+                f"cannot listen on {host}:{port}: unknown host ({exc.strerror}): fix --host"
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                hint = "another process uses it: stop that process or choose another --port"
+            elif exc.errno == errno.EACCES:
+                hint = "permission denied: ports below 1024 need privileges, choose another --port"
+            elif exc.errno == errno.EADDRNOTAVAIL:
+                hint = "this machine has no such address: fix --host"
+            else:
+                hint = exc.strerror or str(exc)
+            raise Problem(f"cannot listen on {host}:{port}: {hint}") from None
+
 
 # Fixed key for the PostgreSQL advisory lock that makes first-start bootstrap happen once.
 BOOTSTRAP_LOCK_KEY = 7_310_512_002
@@ -58,15 +154,27 @@ def mcp() -> None:
 def migrate() -> None:
     """Apply database migrations."""
     settings = get_settings()
+    _logging(settings)
     upgrade_to_head(settings.database_url)
     typer.echo("migrations applied")
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 8000,
-    workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on (0.0.0.0: every interface)",
+            metavar="ADDRESS",
+            envvar="SLOTGUARD_HOST",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="TCP port", metavar="PORT", envvar="SLOTGUARD_PORT")
+    ] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="API worker processes", metavar="N", envvar="SLOTGUARD_WORKERS")
+    ] = 1,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not run the background worker in-process")
     ] = False,
@@ -75,6 +183,8 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    _logging(settings)
+    _check_listen(host, port)
     upgrade_to_head(settings.database_url)
     created = asyncio.run(_bootstrap(settings.database_url, settings.bootstrap_api_key))
     if created is not None:
@@ -104,13 +214,14 @@ def worker() -> None:
     from slotguard.effects.worker import run_forever
 
     settings = get_settings()
+    _logging(settings)
     upgrade_to_head(settings.database_url)
     asyncio.run(run_forever(settings))
 
 
 @admin.command("create-account")
 def create_account(
-    name: Annotated[str, typer.Option(help="Account name")] = "default",
+    name: Annotated[str, typer.Option(help="Account name", metavar="NAME")] = "default",
 ) -> None:
     """Create an account and print its first admin key (shown once)."""
 
@@ -133,32 +244,75 @@ def create_account(
     typer.echo(f"admin key (shown once): {raw}")
 
 
-@admin.command("create-key")
-def create_key(
-    account: Annotated[str, typer.Option(help="Account id (acct_…)")],
-    name: Annotated[str | None, typer.Option(help="A label for the key")] = None,
-) -> None:
-    """Create another admin key for an account (shown once)."""
+@admin.command("list-accounts")
+def list_accounts() -> None:
+    """List the accounts (id, name, creation time, unrevoked admin keys)."""
+    from slotguard.store import repositories as repo
 
-    async def run() -> str | None:
-        settings = get_settings()
-        db = Database.connect(settings.database_url, pool_size=1)
+    async def run() -> list[tuple[str, str, dt.datetime, int]]:
+        db = Database.connect(get_settings().database_url, pool_size=1)
         try:
-            async with db.write() as s:
-                from slotguard.store import repositories as repo
-
-                if await repo.get_account(s, account) is None:
-                    return None
-                _, raw = await accounts.create_key(s, account_id=account, now=_now(), name=name)
-            return raw
+            async with db.read() as s:
+                rows = await repo.list_accounts(s)
+                return [(a.id, a.name, a.created_at, keys) for a, keys in rows]
         finally:
             await db.dispose()
 
     upgrade_to_head(get_settings().database_url)
-    raw = asyncio.run(run())
-    if raw is None:
-        typer.echo(f"no such account: {account}", err=True)
-        raise typer.Exit(code=1)
+    rows = asyncio.run(run())
+    if not rows:
+        typer.echo("no accounts yet: `slotguard serve` creates the first one")
+    for account_id, name, created_at, keys in rows:
+        typer.echo(
+            f"{account_id}  name={name}  created={created_at.isoformat()}  admin_keys={keys}"
+        )
+
+
+@admin.command("create-key")
+def create_key(
+    account: Annotated[
+        str | None,
+        typer.Option(
+            help="Account id (acct_…); may be left out when there is only one account",
+            metavar="ACCOUNT_ID",
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="A label for the key", metavar="NAME")] = None,
+) -> None:
+    """Create another admin key for an account (shown once)."""
+    from slotguard.store import repositories as repo
+
+    async def run() -> tuple[str, str]:
+        db = Database.connect(get_settings().database_url, pool_size=1)
+        try:
+            async with db.write() as s:
+                if account is not None:
+                    if await repo.get_account(s, account) is None:
+                        raise Problem(
+                            f"no such account: {account} (see slotguard admin list-accounts)"
+                        )
+                    chosen = account
+                else:
+                    found = await repo.list_accounts(s)
+                    if not found:
+                        raise Problem(
+                            "no account yet: start `slotguard serve` once, or run "
+                            "`slotguard admin create-account`"
+                        )
+                    if len(found) > 1:
+                        raise Problem(
+                            f"{len(found)} accounts: choose one with --account "
+                            "(see slotguard admin list-accounts)"
+                        )
+                    chosen = found[0][0].id
+                _, raw = await accounts.create_key(s, account_id=chosen, now=_now(), name=name)
+            return chosen, raw
+        finally:
+            await db.dispose()
+
+    upgrade_to_head(get_settings().database_url)
+    chosen, raw = asyncio.run(run())
+    typer.echo(f"account: {chosen}")
     typer.echo(f"admin key (shown once): {raw}")
 
 
@@ -237,16 +391,24 @@ def login_link(
 # -- outbox (side effects) ---------------------------------------------------------------
 
 outbox_cli = typer.Typer(
-    help="The outbox of side effects (webhooks, emails).", no_args_is_help=True
+    help="The outbox of side effects (webhooks, emails).",
+    **TYPER_OPTIONS,  # type: ignore[arg-type]
 )
 app.add_typer(outbox_cli, name="outbox")
 
 
 @outbox_cli.command("retry-dead")
 def outbox_retry_dead(
-    kind: Annotated[str | None, typer.Option(help="Only this kind: webhook or email")] = None,
-    account: Annotated[str | None, typer.Option(help="Only this account (acct_…)")] = None,
-    endpoint: Annotated[str | None, typer.Option(help="Only this webhook endpoint (whe_…)")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="Only this kind: webhook or email", metavar="KIND")
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option(help="Only this account (acct_…)", metavar="ACCOUNT_ID")
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="Only this webhook endpoint (whe_…)", metavar="ENDPOINT_ID"),
+    ] = None,
 ) -> None:
     """Give dead messages a fresh set of attempts, starting now."""
     from slotguard.store import outbox_repo
@@ -273,7 +435,9 @@ def outbox_retry_dead(
 
 @outbox_cli.command("stats")
 def outbox_stats(
-    account: Annotated[str | None, typer.Option(help="Only this account (acct_…)")] = None,
+    account: Annotated[
+        str | None, typer.Option(help="Only this account (acct_…)", metavar="ACCOUNT_ID")
+    ] = None,
 ) -> None:
     """Pending, retrying, in-flight and dead messages per kind."""
     from slotguard.store import outbox_repo

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./slotguard.db"
@@ -24,6 +25,14 @@ class Settings(BaseSettings):
     email_from: str = Field(default="slotguard@localhost", validation_alias="SLOTGUARD_EMAIL_FROM")
     secret_key: str | None = Field(default=None, validation_alias="SLOTGUARD_SECRET_KEY")
     log_level: str = Field(default="INFO", validation_alias="SLOTGUARD_LOG_LEVEL")
+    # auto: JSON lines unless stdout is a terminal (then a readable console format).
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", validation_alias="SLOTGUARD_LOG_FORMAT"
+    )
+    # Bearer token that /metrics requires; unset = /metrics answers without a key.
+    metrics_token: SecretStr | None = Field(
+        default=None, validation_alias="SLOTGUARD_METRICS_TOKEN"
+    )
     allow_private_webhooks: bool = Field(
         default=False, validation_alias="SLOTGUARD_ALLOW_PRIVATE_WEBHOOKS"
     )

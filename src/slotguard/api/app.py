@@ -39,7 +39,7 @@ from slotguard.store.db import Database
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
     """Build the app. With `db` given, the caller owns the database (tests)."""
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -91,6 +91,7 @@ class RequestMiddleware:
                 request_id=rid,
                 method=scope["method"],
                 path=scope["path"],
+                client=(scope.get("client") or ("-",))[0],
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
             )

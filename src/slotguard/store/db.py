@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,17 +26,22 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from slotguard.store.diagnose import DatabaseURLError
+
 
 def normalize_url(url: str) -> str:
     """Accept the URLs people write (`postgresql://`, `sqlite:///x.db`) and pick our drivers."""
-    u = make_url(url)
+    try:
+        u = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseURLError("it cannot be parsed") from exc
     backend = u.get_backend_name()
     if backend in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+asyncpg")
     elif backend == "sqlite":
         u = u.set(drivername="sqlite+aiosqlite")
     else:
-        raise ValueError(f"unsupported database URL scheme: {u.drivername}")
+        raise DatabaseURLError(f"unsupported database URL scheme: {u.drivername}")
     return u.render_as_string(hide_password=False)
 
 

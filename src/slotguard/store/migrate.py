@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 SCRIPT_LOCATION = "slotguard.store:migrations"
+VERSION_TABLE = "alembic_version"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -33,12 +36,21 @@ async def upgrade_to_head_async(database_url: str) -> None:
     await asyncio.to_thread(upgrade_to_head, database_url)
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
+def _read_revision(conn: Connection) -> str | None:
+    # The version table read directly: a MigrationContext would log two INFO lines on every
+    # readiness probe.
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    revision = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    return None if revision is None else str(revision)
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at; None before the first migration."""
     async with engine.connect() as conn:
-        return await conn.run_sync(
-            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision()
-        )
+        return await conn.run_sync(_read_revision)

@@ -60,6 +60,24 @@ async def get_account(s: AsyncSession, account_id: str) -> Account | None:
     return await s.get(Account, account_id)
 
 
+async def list_accounts(s: AsyncSession) -> Sequence[tuple[Account, int]]:
+    """Every account, oldest first, with its number of unrevoked admin (non-agent) keys."""
+    live_admin_keys = (
+        select(func.count(ApiKey.id))
+        .where(
+            ApiKey.account_id == Account.id,
+            ApiKey.agent_id.is_(None),
+            ApiKey.revoked_at.is_(None),
+        )
+        .correlate(Account)
+        .scalar_subquery()
+    )
+    rows = await s.execute(
+        select(Account, live_admin_keys).order_by(Account.created_at, Account.id)
+    )
+    return [(account, int(count)) for account, count in rows.all()]
+
+
 _KEY_BY_HASH = (
     select(ApiKey, Agent)
     .outerjoin(Agent, Agent.id == ApiKey.agent_id)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from slotguard.api import envelope
 from slotguard.api.deps import get_db
+from slotguard.api.errors import unauthorized
+from slotguard.config import Settings
 from slotguard.store.migrate import current_revision, head_revision
 
 router = APIRouter()
@@ -43,6 +47,13 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    """Prometheus metrics of this process."""
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process (behind SLOTGUARD_METRICS_TOKEN when it is set)."""
+    settings: Settings = request.app.state.settings
+    if settings.metrics_token is not None:
+        expected = settings.metrics_token.get_secret_value().encode()
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # Constant-time: the comparison must not tell how much of a guess was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise unauthorized("A valid metrics token is required (SLOTGUARD_METRICS_TOKEN).")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
