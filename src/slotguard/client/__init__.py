@@ -1,21 +1,27 @@
 """Python clients for the slotguard HTTP API (API.md §10): ``Client`` and ``AsyncClient``.
 
-Quick start::
+Quick start (a business, a hold on its first free slot this week, then the booking)::
 
-    from datetime import datetime, timezone
+    from datetime import datetime, timedelta, timezone
     from slotguard.client import Client, ConflictError
 
     with Client("sg_live_…", "http://127.0.0.1:8000") as sg:
+        biz = sg.businesses.create(name="Dr. Rivera", timezone="Europe/Paris")
+        now = datetime.now(timezone.utc)
         held = sg.availability.hold(
-            business_id="biz_…",
-            window_start=datetime(2026, 4, 1, 9, tzinfo=timezone.utc),
-            window_end="2026-04-01T17:00:00Z",
-            meeting_class="recruiting_interview",
+            business_id=biz.id, window_start=now, window_end=now + timedelta(days=7)
         )
-        booking = sg.bookings.confirm(held["hold_id"], customer_email="a@example.com").booking
+        booking = sg.bookings.confirm(
+            held.hold_id, start=held.slots[0].start, customer_email="a@example.com"
+        ).booking
         booking = sg.bookings.update(booking.id, if_match=booking, title="Interview")
+        try:  # the slot is taken now: a direct booking of it is a 409
+            sg.bookings.create(business_id=biz.id, start_time=booking.start_time)
+        except ConflictError as exc:
+            print(exc.code, exc.details)
 
-``AsyncClient`` has the same surface with ``await`` (and ``async for`` over ``iter()``).
+``AsyncClient`` has the same surface with ``await`` (and ``async for`` over ``iter()``
+and ``list_all()``).
 
 Conventions:
 
@@ -28,11 +34,12 @@ Conventions:
   (``'"<version>"'``) and ``version`` feed ``if_match=``. ``list()`` returns a ``Page``
   (``items``, ``next_cursor``, ``has_more``); ``iter()`` follows the cursors.
 * Every POST/PATCH/DELETE carries an ``Idempotency-Key``: yours, or a uuid4 generated per
-  call. Retries of the call (409 ``idempotency_in_progress`` honouring ``Retry-After``,
-  502/503/504, connect errors, timeouts, dropped connections; ``max_retries`` times with
-  exponential backoff and jitter) reuse that key. Other errors are raised at once as a
-  ``SlotguardError`` subclass with ``status``, ``code``, ``message``, ``details``,
-  ``request_id`` and ``body``; 429 is not retried (see ``RateLimitedError.retry_after``).
+  call. Retries of the call (409 ``idempotency_in_progress``, 429 ``rate_limited``, 5xx
+  other than 501/505, connect errors, timeouts, dropped connections; after the server's
+  ``Retry-After``, else exponential backoff with jitter; at most ``max_retries`` times and
+  within ``deadline`` seconds) reuse that key, so a retried write never runs twice. Other
+  errors are raised at once as a ``SlotguardError`` subclass with ``status``, ``code``,
+  ``message``, ``details``, ``request_id`` and ``body``.
 """
 
 from ._async import (
