@@ -141,6 +141,7 @@ COMMANDS = [
     ("admin", "create-account"),
     ("admin", "create-key"),
     ("admin", "list-accounts"),
+    ("admin", "rotate-secret-key"),
     ("outbox",),
     ("outbox", "stats"),
     ("outbox", "retry-dead"),
