@@ -56,6 +56,18 @@ async def test_metrics_with_the_token(protected: httpx.AsyncClient) -> None:
     assert (await protected.get("/readyz")).status_code == 200
 
 
+async def test_empty_token_setting_leaves_metrics_open(store: Store) -> None:
+    # compose passes an unset variable as "": that must not mean "the empty token".
+    settings = Settings(database_url=store.url, embedded_worker=False, metrics_token=SecretStr(""))
+    app = create_app(settings, db=store.db)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await client.get("/metrics")).status_code == 200
+        assert (
+            await client.get("/metrics", headers={"Authorization": "Bearer"})
+        ).status_code == 200
+
+
 def test_token_is_not_in_the_settings_repr() -> None:
     settings = Settings(metrics_token=SecretStr(TOKEN))
     assert TOKEN not in repr(settings)

@@ -50,8 +50,8 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this process (behind SLOTGUARD_METRICS_TOKEN when it is set)."""
     settings: Settings = request.app.state.settings
-    if settings.metrics_token is not None:
-        expected = settings.metrics_token.get_secret_value().encode()
+    expected = settings.metrics_token.get_secret_value().encode() if settings.metrics_token else b""
+    if expected:  # set and not empty (compose passes an unset variable as "")
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         # Constant-time: the comparison must not tell how much of a guess was right.
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
