@@ -41,6 +41,10 @@ admin = typer.Typer(
 app.add_typer(admin, name="admin")
 
 
+# Commands that never open the database: their network errors are not the database's.
+NO_DATABASE_COMMANDS = frozenset({"mcp"})
+
+
 class Problem(Exception):
     """A failure the operator can fix, printed as one line (what, where, how to fix)."""
 
@@ -57,6 +61,9 @@ def main() -> None:
         )
         _fail(f"invalid configuration ({fields}): fix the environment or .env")
     except Exception as exc:
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+        if command in NO_DATABASE_COMMANDS:
+            raise
         try:
             url = get_settings().database_url
         except ValidationError:
