@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 from alembic.script.revision import ResolutionError
 from alembic.util.exc import CommandError
@@ -25,6 +26,28 @@ URL_HINT = "use sqlite:///path/to/slotguard.db or postgresql://user:password@hos
 
 class DatabaseURLError(ValueError):
     """DATABASE_URL is not a URL slotguard can use."""
+
+
+class SQLiteDirectoryMissing(OSError):
+    """The directory of the SQLite file does not exist (SQLite would not create it)."""
+
+
+def check_sqlite_directory(url: str) -> None:
+    """Raise SQLiteDirectoryMissing before any driver runs, rather than after a failed open.
+
+    A failed aiosqlite open leaves its worker thread to report on an event loop that is
+    already closed, which prints a stray traceback from that thread.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return
+    path = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or path in ("", ":memory:") or "mode=memory" in path:
+        return
+    parent = Path(path).expanduser().absolute().parent
+    if not parent.is_dir():
+        raise SQLiteDirectoryMissing(f"directory {parent} does not exist")
 
 
 def safe_url(url: str) -> str:
@@ -59,6 +82,11 @@ def explain_database_error(exc: BaseException, url: str) -> str | None:
     except Exception:
         host = database = user = ""
     for e in _chain(exc):
+        if isinstance(e, SQLiteDirectoryMissing):
+            return (
+                f"cannot open the SQLite file of {where} ({e}): create its directory and "
+                "make it writable for this user, or fix DATABASE_URL"
+            )
         if isinstance(e, DatabaseURLError | ArgumentError):
             return f"DATABASE_URL {where} is not usable ({e}): {URL_HINT}"
         if isinstance(e, ResolutionError) or (

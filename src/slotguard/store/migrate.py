@@ -12,6 +12,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from slotguard.store.diagnose import check_sqlite_directory
+
 SCRIPT_LOCATION = "slotguard.store:migrations"
 VERSION_TABLE = "alembic_version"
 
@@ -29,6 +31,7 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_to_head(database_url: str) -> None:
     """Run every pending migration. Blocking: call it from a thread inside an event loop."""
+    check_sqlite_directory(database_url)
     command.upgrade(alembic_config(database_url), "head")
 
 
