@@ -357,7 +357,10 @@ def rotate_secret_key() -> None:
 @admin.command("login-link")
 def login_link(
     account: Annotated[
-        str | None, typer.Option(help="Account id (acct_…); needed when there are several")
+        str | None,
+        typer.Option(
+            help="Account id (acct_…); needed when there are several", metavar="ACCOUNT_ID"
+        ),
     ] = None,
 ) -> None:
     """Print a one-time sign-in link to the owner's dashboard (valid 15 minutes)."""

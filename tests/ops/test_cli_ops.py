@@ -14,9 +14,11 @@ import time
 import uuid
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from slotguard.cli import app
@@ -131,21 +133,21 @@ def test_invalid_setting_is_one_line(tmp_path: Path) -> None:
 
 # -- help and version ----------------------------------------------------------------------
 
-COMMANDS = [
-    (),
-    ("serve",),
-    ("worker",),
-    ("migrate",),
-    ("mcp",),
-    ("admin",),
-    ("admin", "create-account"),
-    ("admin", "create-key"),
-    ("admin", "list-accounts"),
-    ("admin", "rotate-secret-key"),
-    ("outbox",),
-    ("outbox", "stats"),
-    ("outbox", "retry-dead"),
-]
+
+def _all_commands() -> list[tuple[str, ...]]:
+    """Every command and group of the CLI, found by walking it (new commands included)."""
+    found: list[tuple[str, ...]] = []
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        found.append(path)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, (*path, name))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+COMMANDS = _all_commands()
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "slotguard")
