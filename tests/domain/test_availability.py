@@ -663,10 +663,9 @@ EARLY_HOURS = [(list(WEEKDAYS), "00:00", "06:00")]
                 "2026-03-08T09:00",
             ],
         ),
-        # New York, fall back 2026-11-01: 02:00 EDT -> 01:00 EST (06:00Z). Wall times 00:00..05:00
-        # all exist; 01:00 is taken once, at its first occurrence (EDT, 05:00Z) -> 6 slots.
-        # 00:00 EDT = 04Z, 01:00 EDT = 05Z, 02:00..05:00 EST = 07..10Z (ends 11Z = 06:00 EST).
-        # 06:00Z (01:00 EST, the repeat) is not a start.
+        # New York, fall back 2026-11-01: 02:00 EDT -> 01:00 EST (06:00Z). The range runs from
+        # 00:00 EDT (04Z) to 06:00 EST (11Z), seven real hours, and 01:00 occurs twice in it ->
+        # 7 slots: 00:00 EDT = 04Z, 01:00 EDT = 05Z, 01:00 EST = 06Z, 02:00..05:00 EST = 07..10Z.
         (
             "America/New_York",
             date(2026, 11, 1),
@@ -674,6 +673,7 @@ EARLY_HOURS = [(list(WEEKDAYS), "00:00", "06:00")]
             [
                 "2026-11-01T04:00",
                 "2026-11-01T05:00",
+                "2026-11-01T06:00",
                 "2026-11-01T07:00",
                 "2026-11-01T08:00",
                 "2026-11-01T09:00",
@@ -694,9 +694,9 @@ EARLY_HOURS = [(list(WEEKDAYS), "00:00", "06:00")]
                 "2026-03-29T04:00",
             ],
         ),
-        # London, fall back 2026-10-25: 02:00 BST -> 01:00 GMT (01:00Z). 01:00 taken once (BST,
-        # 00Z) -> 6 slots: 00:00 BST = 23Z the day before, 01:00 BST = 00Z, 02:00..05:00 GMT =
-        # 02..05Z. 01Z (01:00 GMT, the repeat) is not a start.
+        # London, fall back 2026-10-25: 02:00 BST -> 01:00 GMT (01:00Z). Seven real hours, 01:00
+        # twice -> 7 slots: 00:00 BST = 23Z the day before, 01:00 BST = 00Z, 01:00 GMT = 01Z,
+        # 02:00..05:00 GMT = 02..05Z.
         (
             "Europe/London",
             date(2026, 10, 25),
@@ -704,6 +704,7 @@ EARLY_HOURS = [(list(WEEKDAYS), "00:00", "06:00")]
             [
                 "2026-10-24T23:00",
                 "2026-10-25T00:00",
+                "2026-10-25T01:00",
                 "2026-10-25T02:00",
                 "2026-10-25T03:00",
                 "2026-10-25T04:00",
@@ -711,9 +712,9 @@ EARLY_HOURS = [(list(WEEKDAYS), "00:00", "06:00")]
             ],
         ),
         # Lord Howe, 30-minute fall back 2026-04-05: 02:00 +11 -> 01:30 +10:30 (15:00Z on the
-        # 4th). 12 wall times 00:00..05:30 all exist; 01:30 is taken at +11 (14:30Z) only -> 12
-        # slots. 00:00 +11 = 13:00Z; from 02:00 on at +10:30: 15:30Z .. 05:30 = 19:00Z. 15:00Z
-        # (01:30 +10:30, the repeat) is not a start.
+        # 4th). The range runs from 00:00 +11 (13:00Z) to 06:00 +10:30 (19:30Z), 6.5 real hours,
+        # and 01:30 occurs twice -> 13 slots: 13:00Z .. 14:30Z at +11 (01:30 +11 = 14:30Z), then
+        # 01:30 +10:30 = 15:00Z .. 05:30 +10:30 = 19:00Z.
         (
             "Australia/Lord_Howe",
             date(2026, 4, 5),
@@ -723,6 +724,7 @@ EARLY_HOURS = [(list(WEEKDAYS), "00:00", "06:00")]
                 "2026-04-04T13:30",
                 "2026-04-04T14:00",
                 "2026-04-04T14:30",
+                "2026-04-04T15:00",
                 "2026-04-04T15:30",
                 "2026-04-04T16:00",
                 "2026-04-04T16:30",
@@ -783,11 +785,111 @@ def test_dst_days(tz: str, day: date, minutes: int, expected: list[str]) -> None
         assert check(req, s.start, s.end) is None
 
 
-def test_dst_repeated_hour_second_occurrence_is_off_grid() -> None:
+def test_dst_repeated_hour_both_occurrences_are_bookable() -> None:
     req = make_req(make_rules(EARLY_HOURS), tz="America/New_York", duration=60, interval=60)
-    # 06:00Z = 01:00 EST on 2026-11-01, the second 01:00 of the day.
-    assert check(req, z("2026-11-01T06:00"), z("2026-11-01T07:00")) == "off_grid"
+    # 05:00Z = 01:00 EDT and 06:00Z = 01:00 EST on 2026-11-01, the two 01:00s of the day.
     assert check(req, z("2026-11-01T05:00"), z("2026-11-01T06:00")) is None
+    assert check(req, z("2026-11-01T06:00"), z("2026-11-01T07:00")) is None
+    # Off the wall-clock grid in either pass: 01:30 EDT, 01:30 EST.
+    assert check(req, z("2026-11-01T05:30"), z("2026-11-01T06:30")) == "off_grid"
+    assert check(req, z("2026-11-01T06:30"), z("2026-11-01T07:30")) == "off_grid"
+
+
+def _new_york_fall_back_2027() -> SlotRequest:
+    rules = make_rules([(list(WEEKDAYS), "00:00", "04:00")])
+    return make_req(rules, tz="America/New_York", duration=30, interval=30)
+
+
+def test_dst_fall_back_night_lists_both_passes_of_the_repeated_hour() -> None:
+    # New York 2027-11-07: 02:00 EDT -> 01:00 EST at 06:00Z. "00:00-04:00" runs from 00:00 EDT
+    # (04:00Z) to 04:00 EST (09:00Z): five real hours, ten half-hour slots, both 01:00s and
+    # both 01:30s among them.
+    req = _new_york_fall_back_2027()
+    found = slots(req, *day_window(date(2027, 11, 7), "America/New_York"))
+    assert utc_starts(found) == [
+        f"2027-11-07T{h:02d}:{m:02d}" for h in range(4, 9) for m in (0, 30)
+    ]
+    assert [s.start.astimezone(ZoneInfo("America/New_York")).isoformat() for s in found][2:6] == [
+        "2027-11-07T01:00:00-04:00",
+        "2027-11-07T01:30:00-04:00",
+        "2027-11-07T01:00:00-05:00",
+        "2027-11-07T01:30:00-05:00",
+    ]
+    assert open_ranges(req, *day_window(date(2027, 11, 7), "America/New_York")) == [
+        Interval(z("2027-11-07T04:00"), z("2027-11-07T09:00"))
+    ]
+
+
+def test_dst_fall_back_direct_booking_of_the_second_pass_is_accepted() -> None:
+    req = _new_york_fall_back_2027()
+    # 06:00Z is 01:00 EST, the second 01:00 of the night.
+    assert check(req, z("2027-11-07T06:00"), z("2027-11-07T06:30")) is None
+    # A booking may span the change: 01:30 EDT for an hour ends at 01:30 EST.
+    assert check(req, z("2027-11-07T05:30"), z("2027-11-07T06:30")) is None
+    assert check(req, z("2027-11-07T06:10"), z("2027-11-07T06:40")) == "off_grid"
+    assert check(req, z("2027-11-07T08:30"), z("2027-11-07T09:30")) == "outside_working_hours"
+
+
+def test_dst_fall_back_range_starting_in_the_repeated_hour_covers_the_second_pass() -> None:
+    # "01:30-04:00" opens at its first occurrence, 01:30 EDT (05:30Z), and covers the real time
+    # up to 04:00 EST (09:00Z); 01:00 EST (06:00Z) is real time inside it with a wall reading on
+    # the grid (01:30 - 30 min), so it is offered too: 3.5 hours, 7 slots.
+    rules = make_rules([(list(WEEKDAYS), "01:30", "04:00")])
+    req = make_req(rules, tz="America/New_York", duration=30, interval=30)
+    found = slots(req, *day_window(date(2027, 11, 7), "America/New_York"))
+    assert utc_starts(found) == [
+        "2027-11-07T05:30",
+        "2027-11-07T06:00",
+        "2027-11-07T06:30",
+        "2027-11-07T07:00",
+        "2027-11-07T07:30",
+        "2027-11-07T08:00",
+        "2027-11-07T08:30",
+    ]
+
+
+def test_dst_fall_back_range_ending_in_the_repeated_hour_ends_at_its_first_pass() -> None:
+    # "00:00-01:30": the ambiguous end is taken at its first occurrence, 01:30 EDT (05:30Z).
+    rules = make_rules([(list(WEEKDAYS), "00:00", "01:30")])
+    req = make_req(rules, tz="America/New_York", duration=30, interval=30)
+    found = slots(req, *day_window(date(2027, 11, 7), "America/New_York"))
+    assert utc_starts(found) == ["2027-11-07T04:00", "2027-11-07T04:30", "2027-11-07T05:00"]
+
+
+@pytest.mark.parametrize(
+    ("tz", "day", "start", "end", "expected"),
+    [
+        # Chatham, fall back 2027-04-04: 03:45 +13:45 -> 02:45 +12:45 (14:00Z on the 3rd).
+        # "02:00-05:00" runs 02:00 +13:45 (12:15Z) .. 05:00 +12:45 (16:15Z): four hours.
+        ("Pacific/Chatham", date(2027, 4, 4), "02:00", "05:00", ("2027-04-03T12:15", 8)),
+        # Havana, fall back at midnight 2027-11-07: 01:00 CDT -> 00:00 CST (05:00Z). "00:00" is
+        # ambiguous: taken at its first occurrence, 00:00 CDT (04:00Z); "00:00-03:00" is then
+        # four real hours, both passes of 00:00-01:00 inside.
+        ("America/Havana", date(2027, 11, 7), "00:00", "03:00", ("2027-11-07T04:00", 8)),
+        # Cairo, fall back at the end of the day 2027-10-28: 24:00 EEST -> 23:00 EET (21:00Z).
+        # "21:00-24:00" runs 21:00 EEST (18:00Z) .. 24:00 EET (22:00Z): four hours.
+        ("Africa/Cairo", date(2027, 10, 28), "21:00", "24:00", ("2027-10-28T18:00", 8)),
+        # Lord Howe, 30-minute fall back 2027-04-04: 02:00 +11 -> 01:30 +10:30 (15:00Z on the
+        # 3rd). "00:00-04:00" runs 13:00Z .. 17:30Z: 4.5 hours.
+        ("Australia/Lord_Howe", date(2027, 4, 4), "00:00", "04:00", ("2027-04-03T13:00", 9)),
+    ],
+)
+def test_dst_fall_back_covers_the_real_time_in_other_zones(
+    tz: str, day: date, start: str, end: str, expected: tuple[str, int]
+) -> None:
+    # Half-hour slots on a half-hour grid tile the range's real time exactly.
+    first, count = expected
+    rules = make_rules([(list(WEEKDAYS), start, end)])
+    req = make_req(rules, tz=tz, duration=30, interval=30)
+    window = (
+        at(f"{day} 00:00", tz) - timedelta(hours=3),
+        at(f"{day} 00:00", tz) + timedelta(days=1, hours=3),
+    )
+    found = [s for s in slots(req, *window) if s.start.astimezone(ZoneInfo(tz)).date() == day]
+    t0 = z(first)
+    assert [s.start for s in found] == [t0 + k * timedelta(minutes=30) for k in range(count)]
+    for s in found:
+        assert check(req, s.start, s.end) is None
 
 
 def test_dst_finer_grid_across_the_gap() -> None:
@@ -812,13 +914,15 @@ def test_dst_finer_grid_across_the_gap() -> None:
 
 def test_dst_fall_back_slot_spans_the_repeated_hour() -> None:
     # 90-minute slots every 90 minutes from 00:00 EDT on 2026-11-01: 00:00 EDT (04Z, ends 05:30Z),
-    # 01:30 EDT (05:30Z, ends 07:00Z = 02:00 EST), 03:00 EST (08Z, ends 09:30Z) and 04:30 EST
-    # (09:30Z, ends 11Z = 06:00 EST, the range end).
+    # 01:30 EDT (05:30Z, ends 07:00Z = 02:00 EST), 01:30 EST (06:30Z, the second 01:30; ends
+    # 08:00Z), 03:00 EST (08Z, ends 09:30Z) and 04:30 EST (09:30Z, ends 11Z = 06:00 EST, the
+    # range end). The two 01:30s overlap: they are alternatives, as any two listed slots are.
     req = make_req(make_rules(EARLY_HOURS), tz="America/New_York", duration=90, interval=90)
     found = slots(req, *day_window(date(2026, 11, 1), "America/New_York"))
     assert utc_starts(found) == [
         "2026-11-01T04:00",
         "2026-11-01T05:30",
+        "2026-11-01T06:30",
         "2026-11-01T08:00",
         "2026-11-01T09:30",
     ]

@@ -2,19 +2,21 @@
 
 The checks here are written independently of the engine: working hours are re-derived from the
 rules and compared in local wall time, conflicts use the raw buffer formula on every pair, and a
-deliberately naive reference enumerates every grid time of every day with a round trip through
-UTC.
+deliberately naive reference walks every real minute of every range and reads its wall clock.
+A last property takes any zone of the tz database and a date around one of its transitions and
+checks that the free time listed is exactly the real time of the ranges minus what is blocked.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from slotguard.domain.availability import (
@@ -33,6 +35,12 @@ TRANSITION_DAYS = {
     "America/New_York": [date(2026, 3, 8), date(2026, 11, 1)],
     "Europe/London": [date(2026, 3, 29), date(2026, 10, 25)],
     "Australia/Lord_Howe": [date(2026, 4, 5), date(2026, 10, 4)],
+    # 45-minute offsets, changes at 02:45/03:45 wall time.
+    "Pacific/Chatham": [date(2026, 4, 5), date(2026, 9, 27)],
+    # Changes at midnight: Havana 00:00 -> 01:00 and 01:00 -> 00:00; Cairo 00:00 -> 01:00 and
+    # 24:00 -> 23:00 (the repeated hour ends the day).
+    "America/Havana": [date(2026, 3, 8), date(2026, 11, 1)],
+    "Africa/Cairo": [date(2026, 4, 24), date(2026, 10, 29)],
     "Asia/Kolkata": [],
     "UTC": [],
 }
@@ -88,12 +96,16 @@ def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-# Early hours are where every DST change of these zones happens.
-# Boundaries inside the gaps too: New York 02:00-03:00, London 01:00-02:00, Lord Howe
-# 02:00-02:30 (local wall time, on their spring-forward days).
+# Early hours are where the DST changes of these zones happen (Cairo's fall back excepted).
+# Boundaries inside the gaps and the repeated times too: New York 02:00-03:00, London
+# 01:00-02:00, Lord Howe 02:00-02:30, Chatham 02:45-03:45, Havana 00:00-01:00 (local wall
+# time, on their spring-forward days; fall back repeats the hour before those).
 early_spans = st.tuples(
-    st.sampled_from(["00:00", "00:30", "01:00", "01:15", "01:45", "02:00", "02:15"]),
+    st.sampled_from(["00:00", "00:30", "01:00", "01:15", "01:45", "02:00", "02:15", "03:00"]),
     st.sampled_from(["01:30", "02:15", "02:30", "02:45", "03:00", "04:00", "06:00", "24:00"]),
+).filter(lambda span: span[0] < span[1])
+late_spans = st.tuples(
+    st.sampled_from(["20:00", "22:00", "23:00", "23:30"]), st.sampled_from(["23:30", "24:00"])
 ).filter(lambda span: span[0] < span[1])
 half_hour = timedelta(minutes=30)
 KINDS: list[BlockerKind] = ["booking", "hold", "busy"]
@@ -109,13 +121,13 @@ def cases(draw: st.DrawFn, dst_day: bool = False) -> Case:
     if dst_day:
         zone = draw(st.sampled_from([name for name, days in TRANSITION_DAYS.items() if days]))
         base = draw(st.sampled_from(TRANSITION_DAYS[zone]))
-        hour_spans = st.one_of(early_spans, early_spans, spans())
+        hour_spans = st.one_of(early_spans, early_spans, late_spans, spans())
     else:
         zone = draw(st.sampled_from(ZONES))
         any_day = st.dates(min_value=date(2026, 1, 1), max_value=date(2026, 12, 31))
         days = TRANSITION_DAYS[zone]
         base = draw(st.sampled_from(days) | any_day if days else any_day)
-        hour_spans = st.one_of(spans(), spans(), early_spans)
+        hour_spans = st.one_of(spans(), spans(), early_spans, late_spans)
     tz = ZoneInfo(zone)
     working_hours = [
         {"days": days, "start": s, "end": e}
@@ -131,8 +143,8 @@ def cases(draw: st.DrawFn, dst_day: bool = False) -> Case:
             )
         )
     ]
-    if dst_day:  # every day, so the transition day surely has early hours
-        start, end = draw(early_spans)
+    if dst_day:  # every day, so the transition day surely has hours near the change
+        start, end = draw(late_spans if zone == "Africa/Cairo" else early_spans)
         working_hours.append({"days": list(WEEKDAYS), "start": start, "end": end})
     override_days = st.integers(-1, 4).map(lambda d: base + timedelta(days=d))
     date_overrides = [
@@ -234,7 +246,7 @@ def test_no_slot_overlaps_a_blocker_widened_by_buffers(case: Case) -> None:
 
 @PROPS
 @given(any_case)
-def test_slots_lie_inside_working_hours_in_local_wall_time(case: Case) -> None:
+def test_slots_lie_inside_working_hours_with_a_wall_reading_on_the_grid(case: Case) -> None:
     req, tz = case.req, case.tz
     interval = timedelta(minutes=req.interval_minutes)
     for slot in case.slots():
@@ -243,13 +255,13 @@ def test_slots_lie_inside_working_hours_in_local_wall_time(case: Case) -> None:
         last_instant = (slot.end - TICK).astimezone(tz)  # the slot is half-open
         day = local_start.date()
         assert last_instant.date() == day
-        assert local_start.fold == 0  # never the second occurrence of a repeated wall time
         midnight = datetime(day.year, day.month, day.day)
         wall_start = local_start.replace(tzinfo=None) - midnight
-        wall_last = last_instant.replace(tzinfo=None) - midnight
+        # Inside the real time of one range, and the start's own wall reading on its grid
+        # (in either pass of a repeated hour).
         assert any(
-            timedelta(minutes=rs) <= wall_start
-            and wall_last < timedelta(minutes=re)
+            _first_existing_instant(tz, midnight + timedelta(minutes=rs)) <= slot.start
+            and slot.end <= _first_existing_instant(tz, midnight + timedelta(minutes=re))
             and (wall_start - timedelta(minutes=rs)) % interval == timedelta(0)
             for rs, re in day_spans(req.rules, day)
         ), (slot, local_start, last_instant)
@@ -414,20 +426,19 @@ def reference_ranges(case: Case, first: date, last: date) -> list[RefRange]:
     while day <= last:
         midnight = datetime(day.year, day.month, day.day)
         for rs, re in day_spans(req.rules, day):
+            start = _first_existing_instant(tz, midnight + timedelta(minutes=rs))
+            end = _first_existing_instant(tz, midnight + timedelta(minutes=re))
+            # Every real minute of the range whose wall-clock reading is on the grid (these
+            # zones' offsets are whole minutes, so every grid time is a real minute).
             grid = set()
-            for minute in range(rs, re, req.interval_minutes):
-                wall = midnight + timedelta(minutes=minute)
-                start = wall.replace(tzinfo=tz).astimezone(UTC)  # fold=0: first occurrence
-                if start.astimezone(tz).replace(tzinfo=None) == wall:  # else nonexistent
-                    grid.add(start)
-            out.append(
-                RefRange(
-                    day,
-                    _first_existing_instant(tz, midnight + timedelta(minutes=rs)),
-                    _first_existing_instant(tz, midnight + timedelta(minutes=re)),
-                    frozenset(grid),
-                )
-            )
+            instant = start
+            while instant < end:
+                local = instant.astimezone(tz)
+                reading = (local.replace(tzinfo=None) - midnight) // timedelta(minutes=1)
+                if local.date() == day and (reading - rs) % req.interval_minutes == 0:
+                    grid.add(instant)
+                instant += timedelta(minutes=1)
+            out.append(RefRange(day, start, end, frozenset(grid)))
         day += timedelta(days=1)
     return out
 
@@ -474,3 +485,167 @@ def reference_starts(case: Case) -> list[datetime]:
             ):
                 found.add(start)
     return sorted(found)
+
+
+# --- any zone, around its transitions: free time listed == real time of ranges - blocked ------
+
+ALL_ZONES = sorted(available_timezones())
+MINUTE = timedelta(minutes=1)
+
+
+@functools.cache
+def offset_changes(zone: str, year: int) -> tuple[datetime, ...]:
+    """The UTC instants in `year` where `zone` changes its UTC offset (day scan, then bisect)."""
+    tz = ZoneInfo(zone)
+    out = []
+    t = datetime(year, 1, 1, tzinfo=UTC)
+    while t.year == year:
+        nxt = t + timedelta(days=1)
+        if t.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
+            lo, hi = t, nxt  # offset at lo is the old one, at hi the new one
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                if mid.astimezone(tz).utcoffset() == t.astimezone(tz).utcoffset():
+                    lo = mid
+                else:
+                    hi = mid
+            out.append(hi.replace(microsecond=0))
+        t = nxt
+    return tuple(out)
+
+
+def merge(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    out: list[tuple[datetime, datetime]] = []
+    for a, b in sorted(i for i in intervals if i[0] < i[1]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def subtract(
+    base: list[tuple[datetime, datetime]], cut: list[tuple[datetime, datetime]]
+) -> list[tuple[datetime, datetime]]:
+    out = []
+    for a, b in base:
+        pieces = [(a, b)]
+        for c, d in cut:
+            pieces = [
+                part
+                for x, y in pieces
+                for part in ((x, min(y, c)), (max(x, d), y))
+                if part[0] < part[1]
+            ]
+        out.extend(pieces)
+    return merge(out)
+
+
+@dataclass(frozen=True)
+class TilingCase:
+    case: Case
+    days: tuple[date, ...]  # the local days whose ranges lie inside the window
+
+
+@st.composite
+def tiling_cases(draw: st.DrawFn) -> TilingCase:
+    """Any zone, a local day next to one of its offset changes (or any day if it has none),
+    working ranges near the change, and duration == grid: the slots then tile the free time."""
+    zone = draw(st.sampled_from(ALL_ZONES))
+    tz = ZoneInfo(zone)
+    year = draw(st.integers(1980, 2037))
+    changes = offset_changes(zone, year)
+    if changes:
+        change = draw(st.sampled_from(changes))
+        day = (change - TICK).astimezone(tz).date() + timedelta(days=draw(st.integers(-1, 1)))
+        around = (change - TICK).astimezone(tz)
+        near = around.hour * 60 + around.minute
+    else:
+        day = draw(st.dates(date(year, 1, 1), date(year, 12, 31)))
+        near = 120
+    grid = draw(st.sampled_from([1, 5, 15, 15, 30]))
+    # Range boundaries on the grid, mostly within a few hours of the change's wall time.
+    starts = st.one_of(
+        st.integers(max(0, near - 240) // grid, min(1439, near + 60) // grid),
+        st.integers(0, 1439 // grid),
+    ).map(lambda k: k * grid)
+    lengths = st.one_of(st.integers(1, 300 // grid), st.integers(1, 1440 // grid)).map(
+        lambda k: k * grid
+    )
+    hours = draw(
+        st.lists(
+            st.tuples(
+                st.lists(st.sampled_from(WEEKDAYS), min_size=1, max_size=7, unique=True),
+                st.tuples(starts, lengths).map(lambda sl: (sl[0], min(1440, sl[0] + sl[1]))),
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
+    rules = EffectiveRules.model_validate(
+        {
+            "working_hours": [
+                {"days": days, "start": _hhmm(s), "end": _hhmm(e)} for days, (s, e) in hours
+            ],
+            "date_overrides": [],
+            "buffer_minutes": 0,
+            "slot_interval_minutes": None,
+            "min_notice_minutes": 0,
+            "max_advance_days": 30,
+            "max_meetings_per_day": None,
+            "hold_ttl_seconds": 300,
+            "sacred_meeting_age_hours": 24,
+        }
+    )
+    days = (day - timedelta(days=1), day, day + timedelta(days=1))
+    window_start = _first_existing_instant(tz, datetime(*days[0].timetuple()[:3]))
+    window_end = _first_existing_instant(tz, datetime(*(day + timedelta(days=2)).timetuple()[:3]))
+    # Exact tiling needs every grid time on the UTC grid lattice: offsets (and so the change)
+    # that are whole multiples of the grid. True of nearly every zone since the 1970s.
+    for instant in (window_start, window_end - TICK, *changes):
+        offset = instant.astimezone(tz).utcoffset()
+        assume(offset is not None and offset % timedelta(minutes=grid) == timedelta(0))
+    lattice = timedelta(minutes=grid)
+    blockers = [
+        Blocker(
+            start=(b_start := window_start + draw(st.integers(0, 72 * 60 // grid)) * lattice),
+            end=b_start + draw(st.integers(0, 6 * 60 // grid)) * lattice,
+            kind=draw(st.sampled_from(KINDS)),
+        )
+        for _ in range(draw(st.integers(0, 6)))
+    ]
+    req = SlotRequest(
+        tz=tz,
+        rules=rules,
+        duration=lattice,
+        now=window_start - timedelta(days=1),
+        buffer_before=timedelta(0),
+        buffer_after=timedelta(0),
+        interval_minutes=grid,
+    )
+    return TilingCase(Case(req, window_start, window_end, blockers, {}), days)
+
+
+@settings(PROPS, max_examples=300)
+@given(tiling_cases())
+def test_free_time_listed_is_the_real_time_of_the_ranges_minus_what_is_blocked(
+    tc: TilingCase,
+) -> None:
+    case = tc.case
+    tz = case.tz
+    ranges = []
+    for day in tc.days:
+        midnight = datetime(day.year, day.month, day.day)
+        ranges += [
+            (
+                _first_existing_instant(tz, midnight + timedelta(minutes=rs)),
+                _first_existing_instant(tz, midnight + timedelta(minutes=re)),
+            )
+            for rs, re in day_spans(case.req.rules, day)
+        ]
+    expected = subtract(merge(ranges), merge([(b.start, b.end) for b in case.blockers]))
+    found = case.slots()
+    assert merge([(s.start, s.end) for s in found]) == expected
+    # ... and each listed slot once: their total is the free time, not more.
+    total = sum((s.end - s.start for s in found), timedelta(0))
+    assert total == sum((b - a for a, b in expected), timedelta(0))

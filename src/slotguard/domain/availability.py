@@ -13,13 +13,17 @@ Contract (the choices, and why):
 * A `date_overrides` entry for a local date replaces that day's working hours entirely (empty
   hours = closed). Several entries for the same date are combined (their hours are added up)
   rather than letting one silently win.
-* DST (spec §1.2): candidate start times are wall times `range_start + k * interval`. A wall time
-  that does not exist (spring-forward gap) is skipped, found by a round trip through UTC; an
-  ambiguous one (fall-back fold) is taken at its first occurrence only (fold=0), so the repeated
-  hour is never offered twice. A slot lasts `duration` of real elapsed time and must end at or
-  before the instant its range ends. A range boundary that falls in a gap maps to the first
-  instant after the gap (the transition itself): "02:30-05:00" on a US spring-forward day opens
-  at 03:00 EDT, and "00:00-02:30" closes then.
+* DST (spec §1.2): a working range covers the real time between its two boundaries. A boundary
+  that does not exist (spring-forward gap) maps to the first instant after the gap (the
+  transition itself): "02:30-05:00" on a US spring-forward day opens at 03:00 EDT, and
+  "00:00-02:30" closes then. An ambiguous boundary (fall-back fold) is taken at its first
+  occurrence. Inside the range, a candidate start is every real instant whose wall-clock
+  reading is on the grid `range_start + k * interval` (k any integer): wall times of a gap are
+  skipped, and on a fall-back night both passes of a repeated wall time are offered, so New
+  York's "00:00-04:00" on 2027-11-07 holds ten half-hour slots, 01:00 -04:00 and 01:00 -05:00
+  among them. Taking the repeated times at the first pass only would leave a real hour of
+  working time unbookable. A slot lasts `duration` of real elapsed time and must end at or
+  before the instant its range ends.
 * `min_notice_minutes` and `max_advance_days` are real elapsed time from `now` (a day is 24 h),
   and a start is never in the past whatever the notice.
 * Conflicts are half-open and buffer-aware: new slot [s, e) conflicts with blocker [a, b) iff
@@ -227,23 +231,45 @@ def _range_bounds(tz: ZoneInfo, day: date, rs: int, re: int) -> tuple[datetime, 
     )
 
 
+def _offset_change(tz: ZoneInfo, start: datetime, end: datetime) -> datetime | None:
+    """The instant in (start, end) where the UTC offset changes, if it does.
+
+    At most one change can fall inside a range (see `_range_grid`), so the offsets at both ends
+    tell; bisect on whole seconds (tzdata transitions fall on whole seconds).
+    """
+    first = start.astimezone(tz).utcoffset()
+    if (end - _TICK).astimezone(tz).utcoffset() == first:
+        return None
+    a, b = 0, -(-(end - start) // _SECOND)  # offset at start + a s is `first`, at start + b s not
+    while b - a > 1:
+        m = (a + b) // 2
+        if (start + m * _SECOND).astimezone(tz).utcoffset() == first:
+            a = m
+        else:
+            b = m
+    return min(start + b * _SECOND, end)
+
+
 @functools.lru_cache(maxsize=4096)
 def _range_grid(tz: ZoneInfo, day: date, rs: int, re: int, interval: int) -> tuple[datetime, ...]:
-    """UTC instants of the existing grid wall times rs + k*interval < re on `day`, ascending.
+    """UTC instants in the range rs..re of local `day` whose wall reading is on its grid.
 
-    Ascending because fold=0 instants of existing wall times are monotonic in wall time.
+    The grid is the wall times rs + k*interval (k any integer, the reading within `day`); an
+    instant is on it when its own wall-clock reading is one of them. Ascending.
 
     Fast path (every day but a transition day): when both boundaries exist, the range lasts
     exactly its wall-clock length and the UTC offset is the same at both ends, wall time and
-    UTC differ by one constant inside it and the grid is plain arithmetic, ~10x cheaper than a
-    round trip per candidate. "Same offset at both ends => no change inside" relies on two
-    offset changes never being closer than a range is long (at most ~a day): across all of
-    tzdata, history included, the closest pair is ~4 days apart. This path was checked against
-    the per-candidate one for every zone's transition days 1970-2039. Transition days take the
-    exact per-candidate path.
+    UTC differ by one constant inside it and the grid is plain arithmetic. "Same offset at both
+    ends => no change inside" relies on two offset changes never being closer than a range is
+    long (at most ~a day): across all of tzdata, history included, the closest pair is ~4 days
+    apart. Transition days split the range at the change into two spans of constant offset and
+    do the same arithmetic on each: a gap's wall times never occur, and a repeated wall time
+    occurs once in each span.
     """
     base = _midnight(day)
     start, end = _range_bounds(tz, day, rs, re)
+    if start >= end:
+        return ()
     if (
         _resolve(tz, base + timedelta(minutes=rs)) == start
         and _resolve(tz, base + timedelta(minutes=re)) == end
@@ -252,11 +278,22 @@ def _range_grid(tz: ZoneInfo, day: date, rs: int, re: int, interval: int) -> tup
     ):
         count = -(-(re - rs) // interval)  # wall times rs + k*interval < re
         return tuple(accumulate(repeat(timedelta(minutes=interval), count - 1), add, initial=start))
+    change = _offset_change(tz, start, end)
+    pieces = [(start, end)] if change is None else [(start, change), (change, end)]
+    step = timedelta(minutes=interval)
+    base_utc = base.replace(tzinfo=UTC)  # wall reading r of instant t: t + offset == base + r
     out: list[datetime] = []
-    for minute in range(rs, re, interval):
-        instant = _resolve(tz, base + timedelta(minutes=minute))
-        if instant is not None:
+    for lo, hi in pieces:
+        offset = lo.astimezone(tz).utcoffset()
+        assert offset is not None  # a ZoneInfo always has one
+        first_reading = lo + offset - base_utc
+        minute = max(0, -(-first_reading // timedelta(minutes=1)))  # first whole wall minute
+        minute += (rs - minute) % interval  # ... on the grid
+        instant = base_utc + timedelta(minutes=minute) - offset
+        while minute < re and instant < hi:
             out.append(instant)
+            minute += interval
+            instant += step
     return tuple(out)
 
 
@@ -475,8 +512,7 @@ def check_slot(
     ]
     if not containing:
         return "outside_working_hours"
-    # Membership in the very grid compute_slots walks, so both always agree (this also
-    # rejects the second occurrence of a repeated wall time).
+    # Membership in the very grid compute_slots walks, so both always agree.
     if not any(
         _in_grid(_range_grid(tz, r.day, r.rs, r.re, req.interval_minutes), s) for r in containing
     ):
