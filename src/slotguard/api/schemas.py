@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -10,12 +11,14 @@ from pydantic import (
     AliasChoices,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
     StringConstraints,
     model_validator,
 )
+from pydantic import Strict as StrictType
 
 from slotguard.domain.errors import ValidationFailed
 from slotguard.domain.rules import EffectiveRules, RuleSource, RulesPatch
@@ -35,11 +38,27 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_utc)]
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _instant_text(value: object) -> object:
+    """Only RFC 3339 text reaches pydantic's datetime parser, in a query or a body: on its own
+    it reads a number (0.5, "1700000000") as Unix time, and a number is not a time here."""
+    if isinstance(value, dt.datetime) or (isinstance(value, str) and _RFC3339_START.match(value)):
+        return value
+    raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-04-01T09:00:00Z")
+
+
+Instant = Annotated[
+    AwareDatetime, BeforeValidator(_instant_text), StrictType(False), AfterValidator(_utc)
+]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    """Base of every request body: unknown fields refused, and strict types (a boolean is not
+    an integer, a number is not a string); instants and dates parse from their text forms."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 def set_fields(

@@ -29,7 +29,7 @@ Description = Annotated[str, StringConstraints(max_length=500)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class WebhookEndpointCreate(_Strict):

@@ -9,7 +9,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    model_validator,
+)
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -44,7 +52,21 @@ def minutes_of(value: str) -> int:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict types: `buffer_minutes: true` or `"15"` is refused, not read as 1 or 15.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _date_text(value: object) -> object:
+    # Dates come as YYYY-MM-DD text (JSON, stored rules) or as dates from Python callers; a
+    # number is not a date (the lenient parser would read it as Unix time).
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and len(value) == 10:
+        return value
+    raise ValueError("must be a date YYYY-MM-DD")
+
+
+LocalDate = Annotated[dt.date, BeforeValidator(_date_text), Strict(False)]
 
 
 class TimeRange(_Strict):
@@ -63,7 +85,7 @@ class WorkingHours(TimeRange):
 
 
 class DateOverride(_Strict):
-    date: dt.date
+    date: LocalDate
     hours: list[TimeRange] = Field(
         default_factory=list, description="Open hours that day; empty = closed"
     )
