@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from slotguard import pages
-from slotguard.api import docs_ui, errors
+from slotguard.api import docs_ui, errors, openapi
+from slotguard.api.methods import HeadAsGet
 from slotguard.api.middleware import RequestMiddleware
 from slotguard.api.ratelimit import limiter_from_spec
 from slotguard.api.routes import (
@@ -87,24 +88,30 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         app.state.settings = settings
     errors.install(app)
     docs_ui.install(app)
-    for module in (
-        system,
-        businesses,
-        availability,
-        holds,
-        bookings,
-        audit,
-        me,
-        agents,
-        webhooks,
-        outbox,
-        calendar_oauth,
-        calendars,
-        booking_pages,
-    ):
-        app.include_router(module.router)
+    routers = [
+        module.router
+        for module in (
+            system,
+            businesses,
+            availability,
+            holds,
+            bookings,
+            audit,
+            me,
+            agents,
+            webhooks,
+            outbox,
+            calendar_oauth,
+            calendars,
+            booking_pages,
+        )
+    ]
+    for router in routers:
+        app.include_router(router)
     pages.install(app)
+    openapi.install(app, routers)
     mcp_endpoint = _mount_mcp(app) if settings.mcp_enabled else None
+    app.add_middleware(HeadAsGet)  # inside RequestMiddleware, so the access log says HEAD
     app.add_middleware(RequestMiddleware)
     return app
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from slotguard.api.errors import unauthorized
 from slotguard.domain.scopes import Scope
@@ -62,10 +64,23 @@ async def actor_for_key(db: Database, raw: str) -> Actor | None:
     )
 
 
-def context(scope: Scope | None) -> Callable[[Request], Awaitable[RequestContext]]:
+# Declares the scheme in the OpenAPI document (§1.4) for clients and fuzzers; `authenticate`
+# still reads the header itself so every failure is the same 401 `unauthorized`.
+BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="sg_live_…",
+    description="An API key: `Authorization: Bearer sg_live_…`",
+    auto_error=False,
+)
+
+
+def context(scope: Scope | None) -> Callable[..., Awaitable[RequestContext]]:
     """Dependency: authenticate, check `scope`, and build the request context."""
 
-    async def dependency(request: Request) -> RequestContext:
+    async def dependency(
+        request: Request,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+    ) -> RequestContext:
         actor = await authenticate(request)
         if scope is not None:
             actor.require_scope(scope)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slotguard.api import envelope
+from slotguard.api.methods import allowed_methods
 from slotguard.domain.errors import DomainError
 
 log = structlog.get_logger("slotguard.api")
@@ -81,13 +82,15 @@ def install(app: FastAPI) -> None:
         return envelope.error(422, "validation_error", message, {"fields": fields})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         status = exc.status_code
         code = _HTTP_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
+        headers = dict(exc.headers or {})
         if status == 404:
             message = "No such route."
         elif status == 405:
             message = "Method not allowed on this route."
+            headers["Allow"] = ", ".join(allowed_methods(request))
         else:
             message = str(exc.detail)
-        return envelope.error(status, code, message, headers=exc.headers)
+        return envelope.error(status, code, message, headers=headers)

@@ -15,7 +15,7 @@ import structlog
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slotguard.api import envelope
+from slotguard.api import envelope, openapi
 from slotguard.api.deps import get_db
 from slotguard.api.errors import ApiError
 from slotguard.domain.errors import DomainError
@@ -92,6 +92,15 @@ def idempotency(*, required: bool) -> Callable[[Request], Awaitable[IdempotencyR
         body = await request.body()
         return IdempotencyRequest(raw, fingerprint(request.method, request.url.path, body))
 
+    dependency.openapi_parameters = [  # type: ignore[attr-defined]  # read by api.openapi
+        openapi.header(
+            "Idempotency-Key",
+            required=required,
+            description="1-255 printable ASCII characters; a retry with the same key and body "
+            "replays the first response" + ("" if required else " (optional here)"),
+            schema=openapi.IDEMPOTENCY_KEY_SCHEMA,
+        )
+    ]
     return dependency
 
 

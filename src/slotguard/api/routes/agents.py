@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.api import convert, envelope
 from slotguard.api.deps import context, get_db
-from slotguard.api.docs import many, one
+from slotguard.api.docs import Deleted, many, one
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
 from slotguard.api.pagination import (
     clamp_limit,
@@ -96,7 +96,7 @@ async def update_agent(
     return await run_write(request, ctx, idem, work)
 
 
-@router.delete("/agents/{agent_id}", responses=one(AgentRead))
+@router.delete("/agents/{agent_id}", responses=one(Deleted))
 async def delete_agent(agent_id: str, request: Request, ctx: Admin, idem: Idem) -> Response:
     """Delete an agent and revoke all its keys at once."""
 

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from slotguard.api import convert, envelope
 from slotguard.api.deps import context, get_db
-from slotguard.api.docs import many
+from slotguard.api.docs import ERRORS, many
 from slotguard.api.pagination import clamp_limit, decode_cursor, encode_cursor, split_page
 from slotguard.api.schemas import AuditRead, Instant
 from slotguard.services.context import RequestContext
@@ -70,7 +70,18 @@ async def list_audit(
     )
 
 
-@router.get("/audit-log/export")
+class NDJSONResponse(StreamingResponse):
+    media_type = "application/x-ndjson"
+
+
+@router.get(
+    "/audit-log/export",
+    response_class=NDJSONResponse,
+    responses={
+        200: {"description": "JSON Lines: one audit entry (as in GET /v1/audit-log) per line"},
+        **ERRORS,
+    },
+)
 async def export_audit(
     request: Request,
     ctx: Auditor,
@@ -82,7 +93,7 @@ async def export_audit(
     request_id: str | None = None,
     since: Instant | None = None,
     until: Instant | None = None,
-) -> StreamingResponse:
+) -> NDJSONResponse:
     """Every matching audit row as JSON Lines, streamed in keyset pages."""
     filters = _filters(
         ctx,
@@ -102,4 +113,4 @@ async def export_audit(
             async for row in repo.stream_audit(s, ctx.account_id, **filters):
                 yield envelope.dumps(convert.audit(row).model_dump(mode="json")) + b"\n"
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return NDJSONResponse(lines())

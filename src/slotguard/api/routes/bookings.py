@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slotguard.api import convert, envelope
+from slotguard.api import convert, envelope, openapi
 from slotguard.api.deps import context, get_db
 from slotguard.api.docs import many, one
 from slotguard.api.errors import ApiError, validation_fields
@@ -150,7 +150,11 @@ async def get_booking(booking_id: str, request: Request, ctx: Reader) -> Respons
     return booking_response(booking)
 
 
-@router.post("/bookings/{booking_id}/cancel", responses=one(BookingRead))
+@router.post(
+    "/bookings/{booking_id}/cancel",
+    responses=one(BookingRead),
+    openapi_extra=openapi.if_match(required=False),
+)
 async def cancel_booking(
     booking_id: str,
     request: Request,
@@ -170,7 +174,11 @@ async def cancel_booking(
     return await run_write(request, ctx, idem, work)
 
 
-@router.post("/bookings/{booking_id}/reschedule", responses=one(BookingRead))
+@router.post(
+    "/bookings/{booking_id}/reschedule",
+    responses=one(BookingRead),
+    openapi_extra=openapi.if_match(required=False),
+)
 async def reschedule_booking(
     booking_id: str, body: BookingReschedule, request: Request, ctx: Writer, idem: IdemRequired
 ) -> Response:
@@ -186,7 +194,11 @@ async def reschedule_booking(
     return await run_write(request, ctx, idem, work)
 
 
-@router.patch("/bookings/{booking_id}", responses=one(BookingRead))
+@router.patch(
+    "/bookings/{booking_id}",
+    responses=one(BookingRead),
+    openapi_extra=openapi.if_match(required=True),
+)
 async def update_booking(
     booking_id: str, request: Request, ctx: Writer, idem: IdemRequired
 ) -> Response:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.api import envelope
 from slotguard.api.deps import context, get_db
-from slotguard.api.docs import many, one
+from slotguard.api.docs import Deleted, many, one
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
 from slotguard.api.pagination import (
     clamp_limit,
@@ -146,7 +146,7 @@ async def update_webhook_endpoint(
     return await run_write(request, ctx, idem, work)
 
 
-@router.delete("/webhook-endpoints/{endpoint_id}")
+@router.delete("/webhook-endpoints/{endpoint_id}", responses=one(Deleted))
 async def delete_webhook_endpoint(
     endpoint_id: str, request: Request, ctx: Admin, idem: Idem
 ) -> Response:
