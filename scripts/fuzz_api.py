@@ -272,12 +272,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", action="append", choices=["sqlite", "postgres"])
     parser.add_argument("--seconds", type=int, default=75, help="Budget per store")
+    parser.add_argument("--keep", type=Path, help="Keep server logs and configs here")
     args = parser.parse_args()
     failed = []
     with tempfile.TemporaryDirectory(prefix="slotguard-fuzz-") as tmp:
         for store in args.store or ["sqlite", "postgres"]:
-            workdir = Path(tmp) / store
-            workdir.mkdir()
+            workdir = (args.keep or Path(tmp)) / store
+            workdir.mkdir(parents=True, exist_ok=True)
             if fuzz(store, args.seconds, workdir) != 0:
                 failed.append(store)
                 for log in workdir.glob("server-*.log"):
