@@ -43,6 +43,8 @@ CHECKS = (
     "content_type_conformance",
     "unsupported_method",
     "allow_header_conformance",
+    "missing_required_header",
+    "ignored_auth",
 )
 
 
