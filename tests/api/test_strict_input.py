@@ -201,3 +201,39 @@ async def test_official_aliases_are_accepted(tenant: Tenant, name: str) -> None:
         headers=tenant.headers(),
     )
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("value", ["1.0", "1_000", " 5", "5 ", "1e2", "true", "+5"])
+async def test_query_integers_are_digits_only(tenant: Tenant, value: str) -> None:
+    h = tenant.headers()
+    r = await tenant.client.get("/v1/bookings", params={"limit": value}, headers=h)
+    assert "limit" in fields_of(assert_error(r, 422, "validation_error"))
+    biz = await make_business(tenant)
+    r = await tenant.client.get(
+        "/v1/availability/slots",
+        params={"business_id": biz["id"], "duration_minutes": value},
+        headers=h,
+    )
+    assert "duration_minutes" in fields_of(assert_error(r, 422, "validation_error"))
+
+
+async def test_query_integers_and_booleans_in_their_own_form_still_work(tenant: Tenant) -> None:
+    h = tenant.headers()
+    r = await tenant.client.get("/v1/bookings", params={"limit": "5"}, headers=h)
+    assert r.status_code == 200, r.text
+    r = await tenant.client.post(
+        "/v1/webhook-endpoints",
+        json={"url": "https://8.8.8.8/hook", "events": ["booking.created"]},
+        headers=h,
+    )
+    endpoint = r.json()["data"]["id"]
+    for good in ("true", "false"):
+        r = await tenant.client.get(
+            f"/v1/webhook-endpoints/{endpoint}/deliveries", params={"succeeded": good}, headers=h
+        )
+        assert r.status_code == 200, r.text
+    for bad in ("1", "yes", "on", "True"):
+        r = await tenant.client.get(
+            f"/v1/webhook-endpoints/{endpoint}/deliveries", params={"succeeded": bad}, headers=h
+        )
+        assert "succeeded" in fields_of(assert_error(r, 422, "validation_error"))

@@ -54,6 +54,28 @@ Instant = Annotated[
 ]
 
 
+def _whole_number_text(value: object) -> object:
+    # Query integers are digits: pydantic alone would read "1.0", "1_000" or " 5" as numbers.
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,18}", value):
+        raise ValueError("must be a whole number written in digits")
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(_whole_number_text)]
+"""An integer query parameter: digits only."""
+
+
+def _boolean_text(value: object) -> object:
+    # Query booleans are `true` or `false`: pydantic alone would also read 1, "on", "yes"...
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return value
+
+
+QueryBool = Annotated[bool, BeforeValidator(_boolean_text)]
+"""A boolean query parameter: `true` or `false`."""
+
+
 class Strict(BaseModel):
     """Base of every request body: unknown fields refused, and strict types (a boolean is not
     an integer, a number is not a string); instants and dates parse from their text forms."""

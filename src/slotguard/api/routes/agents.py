@@ -25,6 +25,7 @@ from slotguard.api.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyRead,
+    QueryInt,
     set_fields,
 )
 from slotguard.services import agents as svc
@@ -58,7 +59,7 @@ async def create_agent(body: AgentCreate, request: Request, ctx: Admin, idem: Id
 
 @router.get("/agents", responses=many(AgentRead))
 async def list_agents(
-    request: Request, ctx: Admin, limit: int | None = None, cursor: str | None = None
+    request: Request, ctx: Admin, limit: QueryInt | None = None, cursor: str | None = None
 ) -> Response:
     """List agents, by id (deleted ones are gone)."""
     return await keyset_page(
@@ -145,7 +146,7 @@ async def list_agent_keys(
     agent_id: str,
     request: Request,
     ctx: Admin,
-    limit: int | None = None,
+    limit: QueryInt | None = None,
     cursor: str | None = None,
 ) -> Response:
     """List an agent's keys, revoked ones included, without secrets."""

@@ -12,7 +12,7 @@ from slotguard.api import convert, envelope
 from slotguard.api.deps import context, get_db
 from slotguard.api.docs import ERRORS, many
 from slotguard.api.pagination import clamp_limit, decode_cursor, encode_cursor, split_page
-from slotguard.api.schemas import AuditRead, Instant
+from slotguard.api.schemas import AuditRead, Instant, QueryInt
 from slotguard.services.context import RequestContext
 from slotguard.store import repositories as repo
 
@@ -39,7 +39,7 @@ async def list_audit(
     request_id: str | None = None,
     since: Instant | None = None,
     until: Instant | None = None,
-    limit: int | None = None,
+    limit: QueryInt | None = None,
     cursor: str | None = None,
 ) -> Response:
     """Audit rows, oldest first; `action` takes a comma list."""

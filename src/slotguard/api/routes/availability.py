@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from slotguard.api import envelope
 from slotguard.api.deps import context, get_db
 from slotguard.api.docs import one
-from slotguard.api.schemas import Instant, SlotsRead, ZoneName
+from slotguard.api.schemas import Instant, QueryInt, SlotsRead, ZoneName
 from slotguard.api.schemas_agents import AvailabilityCheckRead
 from slotguard.domain.errors import ValidationFailed
 from slotguard.domain.timezones import zone
@@ -29,14 +29,14 @@ async def get_slots(
     ctx: Annotated[RequestContext, Depends(context("availability:read"))],
     business_id: str | None = None,
     owner_email: str | None = None,
-    duration_minutes: Annotated[int | None, Query(ge=1, le=24 * 60)] = None,
+    duration_minutes: Annotated[QueryInt | None, Query(ge=1, le=24 * 60)] = None,
     meeting_class: str | None = None,
     start: Instant | None = None,
     end: Instant | None = None,
     timezone: ZoneName | None = None,
-    buffer_minutes: Annotated[int, Query(ge=0, le=24 * 60)] = 0,
-    slot_interval_minutes: Annotated[int | None, Query(ge=1, le=24 * 60)] = None,
-    limit: Annotated[int, Query(ge=1)] = 500,
+    buffer_minutes: Annotated[QueryInt, Query(ge=0, le=24 * 60)] = 0,
+    slot_interval_minutes: Annotated[QueryInt | None, Query(ge=1, le=24 * 60)] = None,
+    limit: Annotated[QueryInt, Query(ge=1)] = 500,
 ) -> Response:
     """Bookable slots: only those a booking by this caller would get right now."""
     async with get_db(request).read() as s:

@@ -25,6 +25,7 @@ from slotguard.api.schemas import (
     BookingReschedule,
     BookingUpdate,
     Instant,
+    QueryInt,
 )
 from slotguard.domain.errors import FieldImmutable, ValidationFailed
 from slotguard.services import bookings as svc
@@ -97,7 +98,7 @@ async def list_bookings(
     customer_email: str | None = None,
     updated_since: Instant | None = None,
     sort: str = "start_time",
-    limit: int | None = None,
+    limit: QueryInt | None = None,
     cursor: str | None = None,
 ) -> Response:
     """List bookings, sorted by `start_time` (default) or `updated_at` (incremental sync)."""

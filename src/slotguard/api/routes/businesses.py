@@ -25,6 +25,7 @@ from slotguard.api.schemas import (
     MeetingClassCreate,
     MeetingClassRead,
     MeetingClassUpdate,
+    QueryInt,
     RulesDefaultsRead,
     set_fields,
 )
@@ -69,7 +70,7 @@ async def create_business(
 
 @router.get("/businesses", responses=many(BusinessRead))
 async def list_businesses(
-    request: Request, ctx: Reader, limit: int | None = None, cursor: str | None = None
+    request: Request, ctx: Reader, limit: QueryInt | None = None, cursor: str | None = None
 ) -> Response:
     """List businesses, by id."""
     return await keyset_page(
@@ -174,7 +175,7 @@ async def create_meeting_class(
 
 @router.get("/meeting-classes", responses=many(MeetingClassRead))
 async def list_meeting_classes(
-    request: Request, ctx: Reader, limit: int | None = None, cursor: str | None = None
+    request: Request, ctx: Reader, limit: QueryInt | None = None, cursor: str | None = None
 ) -> Response:
     """List meeting classes, by name."""
     return await keyset_page(
@@ -258,7 +259,7 @@ async def list_busy(
     ctx: Reader,
     start: Instant | None = None,
     end: Instant | None = None,
-    limit: int | None = None,
+    limit: QueryInt | None = None,
     cursor: str | None = None,
 ) -> Response:
     """List busy time of a business, optionally overlapping [start, end)."""

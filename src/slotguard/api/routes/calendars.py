@@ -20,7 +20,7 @@ from slotguard.api.deps import context, get_db
 from slotguard.api.docs import Deleted, many, one
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
 from slotguard.api.pagination import keyset_page
-from slotguard.api.schemas import Instant, set_fields
+from slotguard.api.schemas import Instant, QueryInt, set_fields
 from slotguard.calendars.sync import CalendarSync, SyncConfig
 from slotguard.config import Settings, get_settings
 from slotguard.domain.errors import ValidationFailed
@@ -97,7 +97,7 @@ async def list_calendars(
     business_id: str,
     request: Request,
     ctx: Reader,
-    limit: int | None = None,
+    limit: QueryInt | None = None,
     cursor: str | None = None,
 ) -> Response:
     """List the calendars connected to a business."""

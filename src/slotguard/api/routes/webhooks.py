@@ -18,6 +18,7 @@ from slotguard.api.pagination import (
     keyset_page,
     split_page,
 )
+from slotguard.api.schemas import QueryBool, QueryInt
 from slotguard.api.webhook_schemas import (
     RotateSecret,
     WebhookDeliveryRead,
@@ -102,7 +103,7 @@ async def create_webhook_endpoint(
 
 @router.get("/webhook-endpoints", responses=many(WebhookEndpointRead))
 async def list_webhook_endpoints(
-    request: Request, ctx: Admin, limit: int | None = None, cursor: str | None = None
+    request: Request, ctx: Admin, limit: QueryInt | None = None, cursor: str | None = None
 ) -> Response:
     """List webhook endpoints, by id (secrets are never listed)."""
     return await keyset_page(
@@ -213,10 +214,10 @@ async def list_webhook_deliveries(
     endpoint_id: str,
     request: Request,
     ctx: Admin,
-    limit: int | None = None,
+    limit: QueryInt | None = None,
     cursor: str | None = None,
     event_id: str | None = None,
-    succeeded: bool | None = None,
+    succeeded: QueryBool | None = None,
 ) -> Response:
     """The endpoint's delivery attempts, newest first (kept 30 days)."""
     n = clamp_limit(limit)
