@@ -143,6 +143,9 @@ def _config(path: Path, key: str, params: dict[str, str]) -> None:
     """schemathesis.toml: the key, the seeded path ids, and dictionaries so that bodies name
     the seeded business and real zones most of the time (the rest stays random)."""
     lines = ["[auth.openapi.bearerAuth]", f'bearer = "{key}"', ""]
+    # A missing If-Match is 428 Precondition Required (RFC 6585, spec §1.6), not one of the
+    # check's default 4xx codes; a missing Idempotency-Key is 400.
+    lines += ["[checks.missing_required_header]", "expected-statuses = [400, 401, 403, 428]", ""]
     lines += [
         "[dictionaries]",
         f"businesses = {{ values = [{json.dumps(params['business_id'])}] }}",
