@@ -378,3 +378,39 @@ async def test_bad_input_gives_clear_4xx_pages(site: Site, pages_app: Any) -> No
         # Reloading a form's address (a post target) leads back to the page.
         r = await client.get(f"/book/{site.page['slug']}/confirm")
         assert (r.status_code, r.headers["location"]) == (303, f"/book/{site.page['slug']}")
+
+
+async def test_a_page_whose_class_was_deleted_is_a_4xx_page(admin: Any, pages_app: Any) -> None:
+    from tests.pages.conftest import make_page
+
+    name = f"consult_{admin.account_id[-6:].lower()}"
+    r = await admin.client.post(
+        "/v1/meeting-classes",
+        json={"name": name, "display_name": "Consultation", "duration_minutes": 45},
+        headers=admin.headers(),
+    )
+    assert r.status_code == 201, r.text
+    made = await make_page(admin, meeting_class=name)
+    async with browser(pages_app) as client:
+        ok = await client.get(f"/book/{made.page['slug']}")
+        assert ok.status_code == 200 and "45 minutes" in ok.text
+        gone = await admin.client.delete(f"/v1/meeting-classes/{name}", headers=admin.headers())
+        assert gone.status_code == 200, gone.text
+        r = await client.get(f"/book/{made.page['slug']}")
+    assert 400 <= r.status_code < 500
+    assert r.headers["content-type"].startswith("text/html")
+    assert "Not available right now" in r.text
+
+
+async def test_every_page_is_light(site: Site, pages_app: Any) -> None:
+    async with browser(pages_app) as client:
+        token, _ = await hold_and_confirm(client, site)
+        for url in (f"/book/{site.page['slug']}", f"/manage/{token}", "/dashboard"):
+            r = await client.get(url)
+            assert len(r.content) < 50_000, (url, len(r.content))
+        for asset in ("slotguard.css", "pages.js"):
+            page = read((await client.get(f"/book/{site.page['slug']}")).text)
+            url = next(u for u in page.scripts + page.styles if u.endswith(asset))
+            r = await client.get(url)
+            assert r.status_code == 200 and len(r.content) < 10_000
+            assert "immutable" in r.headers["cache-control"]

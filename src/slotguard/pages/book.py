@@ -33,7 +33,7 @@ from slotguard.services.context import RequestContext
 from slotguard.services.holds import effective_status, hold_slots
 from slotguard.store.models import BookingPage
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=web.PageRoute)
 
 _EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
 

@@ -26,7 +26,7 @@ from slotguard.services.holds import hold_slots
 from slotguard.store import calendar_repo, outbox_repo, pages_repo
 from slotguard.store import repositories as repo
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=web.PageRoute)
 
 UPCOMING = 25
 AUDIT_PAGE = 50

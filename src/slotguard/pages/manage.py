@@ -18,7 +18,7 @@ from slotguard.pages import web
 from slotguard.pages.book import _form, forbidden
 from slotguard.services import booking_pages as svc
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=web.PageRoute)
 
 DONE = {
     "cancelled": "Your booking is cancelled. The time is free again.",

@@ -7,7 +7,7 @@ import functools
 import hashlib
 import secrets
 import zoneinfo
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,11 @@ from urllib.parse import urlencode
 import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from slotguard.config import Settings
 from slotguard.domain.availability import Interval
+from slotguard.domain.errors import DomainError
 from slotguard.domain.timezones import check_zone_name, zone
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -263,3 +265,26 @@ def query(**params: str | None) -> str:
 
 def tz_of(zone_name: str) -> dt.tzinfo:
     return zone(zone_name)
+
+
+class PageRoute(APIRoute):
+    """Routes of the HTML pages: an expected failure the handler did not turn into a page
+    itself (say, the page's meeting class was deleted) is an HTML page too, never JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except DomainError as exc:
+                status = exc.status if 400 <= exc.status < 500 else 409
+                return render(
+                    request,
+                    "message.html",
+                    status=status,
+                    heading="Not available right now",
+                    message=exc.message,
+                )
+
+        return handler
