@@ -1,15 +1,17 @@
-"""The outermost layer: request ids, body limit, last-resort 500, access log, metrics."""
+"""The outermost layer: request ids, body limit, input guard, last-resort 500, access log,
+metrics."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slotguard.api import envelope
+from slotguard.api import envelope, inputguard
 from slotguard.ids import new_id
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -57,8 +59,10 @@ class RequestMiddleware:
                         headers[name] = value
             await send(message)
 
-        async def reply(status_code: int, code: str, message: str) -> None:
-            body = envelope.dumps(envelope.error_body(status_code, code, message))
+        async def reply(
+            status_code: int, code: str, message: str, details: dict[str, Any] | None = None
+        ) -> None:
+            body = envelope.dumps(envelope.error_body(status_code, code, message, details))
             await send_wrapper(
                 {
                     "type": "http.response.start",
@@ -75,6 +79,16 @@ class RequestMiddleware:
             body = await self._read_body(scope, receive)
             if body is None:
                 await reply(413, "payload_too_large", "The request body exceeds 1 MiB.")
+                return
+            if "\x00" in scope["path"]:  # no id holds NUL: nothing can be found there
+                await reply(404, "not_found", "The requested object does not exist.")
+                return
+            problem = inputguard.check_query(scope.get("query_string", b""))
+            if problem is None and body and inputguard.checks_body(_content_type(scope)):
+                problem = inputguard.check_json(body)
+            if problem is not None:
+                details = {"fields": [problem.as_field()]}
+                await reply(422, "validation_error", "The request is not valid.", details)
                 return
             await self.app(scope, _replay(body, receive), send_wrapper)
         except Exception:
@@ -120,6 +134,13 @@ class RequestMiddleware:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _content_type(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

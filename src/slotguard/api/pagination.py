@@ -12,6 +12,7 @@ from fastapi import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.api import envelope
+from slotguard.api.inputguard import check_json
 from slotguard.domain.errors import ValidationFailed
 from slotguard.store.db import Database
 
@@ -43,7 +44,9 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        raw = base64.urlsafe_b64decode(padded.encode())
+        # A forged cursor is input like any other: bounded before it is parsed.
+        parts = None if check_json(raw, location="query") else json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         parts = None
     if (

@@ -16,11 +16,14 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     model_validator,
 )
 from pydantic import Strict as StrictType
 
 from slotguard.domain.errors import ValidationFailed
+from slotguard.domain.limits import check_instant
 from slotguard.domain.rules import EffectiveRules, RuleSource, RulesPatch
 from slotguard.domain.scopes import Scope
 from slotguard.domain.timezones import check_zone_name
@@ -34,10 +37,6 @@ MetaValue = Annotated[str, StringConstraints(max_length=500)]
 Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC)
-
-
 _RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
@@ -49,9 +48,12 @@ def _instant_text(value: object) -> object:
     raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-04-01T09:00:00Z")
 
 
+# Every instant the API accepts (query or body) is parsed here: RFC 3339 text only, bounded,
+# then UTC.
 Instant = Annotated[
-    AwareDatetime, BeforeValidator(_instant_text), StrictType(False), AfterValidator(_utc)
+    AwareDatetime, BeforeValidator(_instant_text), StrictType(False), AfterValidator(check_instant)
 ]
+_INSTANT: TypeAdapter[dt.datetime] = TypeAdapter(Instant)
 
 
 def _whole_number_text(value: object) -> object:
@@ -74,6 +76,14 @@ def _boolean_text(value: object) -> object:
 
 QueryBool = Annotated[bool, BeforeValidator(_boolean_text)]
 """A boolean query parameter: `true` or `false`."""
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """An instant written in text elsewhere (cursors), by the same rules; ValueError if bad."""
+    try:
+        return _INSTANT.validate_strings(text)
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class Strict(BaseModel):

@@ -18,6 +18,7 @@ from slotguard.domain.errors import (
     SlotConflict,
     ValidationFailed,
 )
+from slotguard.domain.limits import MIN_MEETING
 from slotguard.services import audit, events
 from slotguard.services.bookings_state import (
     BookingDetails,
@@ -127,11 +128,17 @@ def _interval(
 ) -> tuple[dt.datetime, dt.datetime]:
     if end is None:
         end = start + sched.duration(None)
+    _check_times(ctx, start, end)
+    return start, end
+
+
+def _check_times(ctx: RequestContext, start: dt.datetime, end: dt.datetime) -> None:
     if end <= start:
         raise _fail("end_time", "end_time must be after start_time")
+    if end - start < MIN_MEETING:
+        raise _fail("end_time", "a booking lasts at least one minute")
     if start < ctx.now:
         raise _fail("start_time", "start_time is in the past")
-    return start, end
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,10 +350,7 @@ async def reschedule(
     )
     if end is None:
         end = start + (booking.end_at - booking.start_at)
-    if end <= start:
-        raise _fail("end_time", "end_time must be after start_time")
-    if start < ctx.now:
-        raise _fail("start_time", "start_time is in the past")
+    _check_times(ctx, start, end)
     reason, taken = await _check_time(
         s, ctx, sched, start=start, end=end, exclude_booking_id=booking.id
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from typing import Annotated, Any
@@ -26,6 +25,7 @@ from slotguard.api.schemas import (
     BookingUpdate,
     Instant,
     QueryInt,
+    parse_instant,
 )
 from slotguard.domain.errors import FieldImmutable, ValidationFailed
 from slotguard.services import bookings as svc
@@ -117,7 +117,7 @@ async def list_bookings(
     after = None
     if after_parts:
         try:
-            after = (dt.datetime.fromisoformat(after_parts[0]), after_parts[1])
+            after = (parse_instant(after_parts[0]), after_parts[1])
         except ValueError:
             raise ValidationFailed(
                 "The cursor is not valid.", fields=[{"field": "cursor", "message": "invalid"}]
