@@ -371,3 +371,32 @@ async def test_a_one_minute_meeting_is_bookable(tenant: Tenant) -> None:
     biz = await make_business(tenant)
     r = await book(tenant, biz["id"], future_day() + 9 * H, minutes=1)
     assert r.status_code == 201, r.text
+
+
+# -- 6. limits fit their columns --------------------------------------------------------
+
+
+async def test_a_cancel_reason_of_the_full_length_is_stored(tenant: Tenant) -> None:
+    biz = await make_business(tenant)
+    created = await book(tenant, biz["id"], future_day() + 9 * H)
+    booking_id = created.json()["data"]["id"]
+    reason = "r" * 1000
+    r = await tenant.client.post(
+        f"/v1/bookings/{booking_id}/cancel",
+        json={"reason": reason},
+        headers=tenant.headers(**{"Idempotency-Key": key()}),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["cancellation_reason"] == reason
+    audit = await tenant.client.get(
+        "/v1/audit-log",
+        params={"booking_id": booking_id, "action": "booking_cancelled"},
+        headers=tenant.headers(),
+    )
+    assert [row["reason"] for row in audit.json()["data"]] == [reason]
+    r = await tenant.client.post(
+        f"/v1/bookings/{booking_id}/cancel",
+        json={"reason": reason + "r"},
+        headers=tenant.headers(**{"Idempotency-Key": key()}),
+    )
+    assert_error(r, 422, "validation_error")

@@ -31,7 +31,7 @@ from slotguard.domain.timezones import check_zone_name
 ZoneName = Annotated[
     str, AfterValidator(check_zone_name), Field(description="IANA time zone, e.g. Europe/Paris")
 ]
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Slug = Annotated[str, StringConstraints(max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 MetaValue = Annotated[str, StringConstraints(max_length=500)]
 Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200)]

@@ -65,10 +65,20 @@ def _json_loads(text: str | bytes) -> Any:
 JSON_OPTIONS: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
 
 
+def create_engine(url: str, **options: Any) -> AsyncEngine:
+    """Every engine of slotguard (server, worker, migrations) is made here.
+
+    Bound parameters are never rendered into error messages or SQL logs: they carry key
+    hashes, webhook secrets and encrypted credentials, and a failed statement's message ends
+    up in the log.
+    """
+    return create_async_engine(url, hide_parameters=True, **options)
+
+
 def _sqlite_engine(
     url: str, *, immediate: bool, busy_timeout_s: float, pool_size: int
 ) -> AsyncEngine:
-    engine = create_async_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
@@ -132,7 +142,7 @@ class Database:
                 url, immediate=False, busy_timeout_s=busy_timeout_s, pool_size=pool_size
             )
             return cls(url=url, write_engine=write, read_engine=read)
-        engine = create_async_engine(
+        engine = create_engine(
             url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, **JSON_OPTIONS
         )
         # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a lookup. Nothing

@@ -248,7 +248,7 @@ class AuditEntry(Base):
     booking_id: Mapped[str | None] = mapped_column(String(40))
     meeting_class: Mapped[str | None] = mapped_column(String(64))
     decision: Mapped[str | None] = mapped_column(String(20))
-    reason: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(String(1000))
     request_id: Mapped[str | None] = mapped_column(String(40))
     correlation_id: Mapped[str | None] = mapped_column(String(40))
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -10,17 +10,16 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 UTC = dt.UTC
-# SQLAlchemy's own SQLite DATETIME text format: fixed width, so text order is time order.
-SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """An instant. `timestamptz` on PostgreSQL; naive UTC text on SQLite.
 
     SQLite has no time zone type, so values are normalised to UTC and written in the
-    fixed-width text SQLAlchemy itself uses, which sorts and compares exactly like the
-    instants. The text is read back with `datetime.fromisoformat` (C speed) rather than
-    SQLAlchemy's generic string parser: availability reads thousands of instants a request.
+    fixed-width text SQLAlchemy itself uses (`YYYY-MM-DD HH:MM:SS.ffffff`), which sorts and
+    compares exactly like the instants. The text is read back with `datetime.fromisoformat`
+    (C speed) rather than SQLAlchemy's generic string parser: availability reads thousands
+    of instants a request.
     """
 
     impl = DateTime(timezone=True)
@@ -38,7 +37,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             raise ValueError("naive datetime given to a UTCDateTime column")
         value = value.astimezone(UTC)
         if dialect.name == "sqlite":
-            return value.strftime(SQLITE_FORMAT)
+            # `isoformat` pads the year to four digits (strftime's %Y does not before 1000),
+            # so the text is fixed width and text order is time order.
+            return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:

@@ -7,9 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from slotguard.store.db import normalize_url
+from slotguard.store.db import create_engine, normalize_url
 from slotguard.store.models import Base
 
 config = context.config
@@ -42,7 +41,7 @@ async def _run_async(url: str) -> None:
     sqlite = url.startswith("sqlite")
     # SQLite: wait for another process's write lock (60 s) from the first statement on,
     # including the journal-mode switch, which needs the lock too.
-    engine = create_async_engine(url, connect_args={"timeout": 60} if sqlite else {})
+    engine = create_engine(url, connect_args={"timeout": 60} if sqlite else {})
     if sqlite:
         from sqlalchemy import event
 
