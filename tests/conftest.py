@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +18,7 @@ from slotguard.config import Settings
 from slotguard.services import accounts
 from slotguard.store.db import Database
 from slotguard.store.migrate import upgrade_to_head
+from tests import leaks
 from tests.pg import pg_admin_url, pg_available, pg_create_database, pg_drop_database
 
 STORES = ("sqlite", "postgres")
@@ -110,3 +113,58 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("store_url") == "postgres":
             item.add_marker(pytest.mark.postgres)
+
+
+# -- no secret in any log (tests/leaks.py) ---------------------------------------------
+
+_log_root: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's temporary directory: every log of the session is written under it."""
+    global _log_root
+    _log_root = tmp_path_factory.getbasetemp()
+    return _log_root
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep what the test process logged in each phase (captured by pytest) for the scan."""
+    if _log_root is None:
+        return
+    # Sections accumulate over the phases of a test: keep only this phase's own.
+    captured = [
+        text
+        for name, text in report.sections
+        if name.startswith("Captured ") and name.endswith(f" {report.when}")
+    ]
+    if captured:
+        with (_log_root / leaks.IN_PROCESS_LOG).open("a", encoding="utf-8") as out:
+            out.write(f"===== {report.nodeid} ({report.when})\n")
+            out.writelines(captured)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session if any log it produced holds a secret it created."""
+    del exitstatus
+    if _log_root is None:
+        return
+    started = time.monotonic()
+    hits = leaks.scan_session(_log_root)
+    files = len(leaks.log_files(_log_root))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        note = (
+            ""
+            if session.config.getoption("capture") != "no"
+            else (" (capture disabled: the test process's own output was not kept)")
+        )
+        reporter.write_line(
+            f"log scan: {files} log files, {len(hits)} secrets found, "
+            f"{time.monotonic() - started:.1f}s{note}"
+        )
+        for hit in hits[:50]:
+            reporter.write_line(f"SECRET IN LOG: {hit}", red=True)
+    if hits:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

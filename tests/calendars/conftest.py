@@ -27,9 +27,10 @@ from slotguard.calendars.sync import SyncConfig
 from slotguard.config import Settings
 from tests.conftest import Store, Tenant, new_tenant
 from tests.effects.conftest import free_port
+from tests.leaks import secret
 
 RADICALE_USER = "alice"
-RADICALE_PASSWORD = "s3cret-pw-for-tests"
+RADICALE_PASSWORD = secret("s3cret-pw-for-tests")
 
 
 @dataclass
@@ -238,7 +239,7 @@ def feed() -> Iterator[FeedServer]:
 
 # --- the API with calendars enabled --------------------------------------------------------
 
-SECRET_KEY = "a long passphrase used only by the calendar tests"
+SECRET_KEY = secret("a long passphrase used only by the calendar tests")
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
+from tests.leaks import secret
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -243,11 +245,16 @@ class CollectingHandler:
         return "250 Message accepted"
 
 
+# The one SMTP password of the tests, and the form it takes inside an smtp:// URL.
+SMTP_PASSWORD = secret("s3cr:et@")
+secret("s3cr%3Aet%40")
+
+
 def _authenticator(
     server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
 ) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and (
-        auth_data.login == b"mailer" and auth_data.password == b"s3cr:et@"
+        auth_data.login == b"mailer" and auth_data.password == SMTP_PASSWORD.encode()
     )
     return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 

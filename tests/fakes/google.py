@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.common import FakeBase, FakeClock, parse_rfc3339
+from tests.leaks import secret
 
 EVENT_ID = re.compile(r"^[a-v0-9]{5,1024}$")
 LIST_PARAMS = frozenset(
@@ -223,7 +224,7 @@ class GoogleFake(FakeBase):
         clock: FakeClock | None = None,
     ) -> None:
         super().__init__(clock)
-        self.client_id, self.client_secret = client_id, client_secret
+        self.client_id, self.client_secret = client_id, secret(client_secret)
         self.users: dict[str, GUser] = {}
         self.calendars: dict[str, GCalendar] = {}
         self.refresh_tokens: dict[str, str] = {}  # token -> user email
@@ -251,7 +252,7 @@ class GoogleFake(FakeBase):
             return self.issue_refresh_token(email)
 
     def issue_refresh_token(self, email: str) -> str:
-        token = "1//" + secrets.token_urlsafe(32)
+        token = secret("1//" + secrets.token_urlsafe(32))
         self.refresh_tokens[token] = email
         return token
 
@@ -837,7 +838,7 @@ class GoogleFake(FakeBase):
         return await self.handle("token", request, work)
 
     def _issue(self, user: str, *, scope: str, refresh: str | None) -> JSONResponse:
-        token = "ya29." + secrets.token_urlsafe(32)
+        token = secret("ya29." + secrets.token_urlsafe(32))
         lifetime = self.access_token_lifetime_s
         self.access_tokens[token] = (user, self.clock.now() + dt.timedelta(seconds=lifetime))
         body: dict[str, Any] = {

@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.common import FakeBase, FakeClock
+from tests.leaks import secret
 
 GRAPH = "/v1.0"
 FILTER = re.compile(
@@ -154,7 +155,7 @@ class GraphFake(FakeBase):
         clock: FakeClock | None = None,
     ) -> None:
         super().__init__(clock)
-        self.client_id, self.client_secret = client_id, client_secret
+        self.client_id, self.client_secret = client_id, secret(client_secret)
         self.base_url = "http://graph.test"  # set to the server's URL when served
         self.users: dict[str, MUser] = {}
         self.events: dict[str, dict[str, Any]] = {}  # id -> resource + internals
@@ -187,7 +188,7 @@ class GraphFake(FakeBase):
             return self.issue_refresh_token(upn)
 
     def issue_refresh_token(self, upn: str) -> str:
-        token = "M.C5" + secrets.token_urlsafe(40)
+        token = secret("M.C5" + secrets.token_urlsafe(40))
         self.refresh_tokens[token] = upn
         return token
 
@@ -790,7 +791,7 @@ class GraphFake(FakeBase):
         return await self.handle("token", request, work)
 
     def _issue(self, user: str, scope: str, *, rotate: bool, old: str | None) -> JSONResponse:
-        token = "EwB" + secrets.token_urlsafe(40)
+        token = secret("EwB" + secrets.token_urlsafe(40))
         lifetime = self.access_token_lifetime_s
         self.access_tokens[token] = (user, self.clock.now() + dt.timedelta(seconds=lifetime))
         body: dict[str, Any] = {

@@ -20,8 +20,9 @@ from tests.conftest import Store, Tenant, new_tenant
 from tests.fakes.common import FakeTransport, serve
 from tests.fakes.google import GoogleFake
 from tests.fakes.graph import GraphFake
+from tests.leaks import secret
 
-SECRET_KEY = "test passphrase for calendar credentials, long enough"
+SECRET_KEY = secret("test passphrase for calendar credentials, long enough")
 GOOGLE = "http://google.test"
 GRAPH = "http://graph.test"
 LOGIN = "http://login.test"
