@@ -334,6 +334,21 @@ async def test_nul_in_path_ids_is_404_and_in_query_is_422(tenant: Tenant) -> Non
     assert r.status_code == 200
 
 
+async def test_nul_in_a_form_field_is_422(tenant: Tenant) -> None:
+    r = await tenant.client.post(
+        "/v1/businesses",
+        content=b"name=a%00b&timezone=UTC",
+        headers=tenant.headers(**{"Content-Type": "application/x-www-form-urlencoded"}),
+    )
+    assert_error(r, 422, "validation_error")
+    assert fields_of(r)[0] == {
+        "field": "name",
+        "location": "body",
+        "type": "string_nul",
+        "message": "must not contain NUL characters",
+    }
+
+
 # -- 7. minimum duration ----------------------------------------------------------------
 
 

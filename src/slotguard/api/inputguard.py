@@ -2,7 +2,7 @@
 
 A JSON document may nest at most `MAX_DEPTH` levels, a number may be at most
 `MAX_NUMBER_CHARS` characters long, and no string (object key or value) may contain a NUL
-character; query parameters may not contain NUL either. The check scans the raw text
+character; query parameters and form fields may not contain NUL either. The check scans the raw text
 iteratively, so it decides on these bounds itself, before any recursive parser (the JSON
 decoder, the body fingerprint, pydantic) could hit an interpreter recursion limit or the
 integer conversion limit. NUL is refused because PostgreSQL cannot store it in text.
@@ -128,8 +128,8 @@ def check_json(raw: bytes | str, *, location: str = "body") -> Problem | None:
     return None
 
 
-def check_query(query_string: bytes) -> Problem | None:
-    """A query parameter (name or value) holding NUL, or None."""
+def check_query(query_string: bytes, *, location: str = "query") -> Problem | None:
+    """A parameter (name or value) of URL-encoded text holding NUL, or None."""
     if b"%00" not in query_string and b"\x00" not in query_string:
         return None
     for name, value in parse_qsl(
@@ -138,16 +138,21 @@ def check_query(query_string: bytes) -> Problem | None:
         if "\x00" in name or "\x00" in value:
             return Problem(
                 name.replace("\x00", ""),
-                "query",
+                location,
                 "string_nul",
                 "must not contain NUL characters",
             )
     return None
 
 
-def checks_body(content_type: str | None) -> bool:
-    """Whether a body of this type is checked as JSON (every type but forms)."""
-    if content_type is None:
-        return True
-    kind = content_type.split(";", 1)[0].strip().lower()
-    return kind not in ("application/x-www-form-urlencoded", "multipart/form-data")
+def check_body(body: bytes, content_type: str | None) -> Problem | None:
+    """The first problem of a request body: forms as forms, anything else as JSON.
+
+    Multipart bodies are left to their own parser (no route of the API takes one).
+    """
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        return check_query(body, location="body")
+    if kind == "multipart/form-data":
+        return None
+    return check_json(body)

@@ -84,8 +84,8 @@ class RequestMiddleware:
                 await reply(404, "not_found", "The requested object does not exist.")
                 return
             problem = inputguard.check_query(scope.get("query_string", b""))
-            if problem is None and body and inputguard.checks_body(_content_type(scope)):
-                problem = inputguard.check_json(body)
+            if problem is None and body:
+                problem = inputguard.check_body(body, _content_type(scope))
             if problem is not None:
                 details = {"fields": [problem.as_field()]}
                 await reply(422, "validation_error", "The request is not valid.", details)
