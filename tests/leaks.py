@@ -35,6 +35,9 @@ WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/]{16,}")
 HEX64 = re.compile(r"(?<![0-9a-fA-F])[0-9a-f]{64}(?![0-9a-fA-F])")
 
 IN_PROCESS_LOG = "in-process.log"
+# §10: `serve` on an empty database prints its first admin key once, on the line after this
+# one. That console output is the contract; the key anywhere else is a leak.
+SHOWN_ONCE = "admin key (shown once):"
 
 _lock = threading.Lock()
 _literals: set[str] = set()
@@ -105,6 +108,15 @@ def _redact(value: str) -> str:
     return value[:10] + "…" if len(value) > 10 else "…"
 
 
+def _shown_once(text: str, index: int) -> bool:
+    """Whether the key at `index` is alone on the line after the §10 announcement."""
+    start = text.rfind("\n", 0, index) + 1
+    end = text.find("\n", index)
+    line = text[start : end if end >= 0 else len(text)]
+    previous = text[text.rfind("\n", 0, max(start - 1, 0)) + 1 : max(start - 1, 0)]
+    return previous.rstrip().endswith(SHOWN_ONCE) and line.strip() == text[index:].split()[0]
+
+
 def scan_text(text: str) -> Iterator[tuple[int, str, str]]:
     """(line number, kind, redacted secret) of every secret in `text`.
 
@@ -118,7 +130,8 @@ def scan_text(text: str) -> Iterator[tuple[int, str, str]]:
         return text.count("\n", 0, index) + 1
 
     for m in API_KEY.finditer(text):
-        yield line_of(m.start()), "API key", _redact(m.group())
+        if not _shown_once(text, m.start()):
+            yield line_of(m.start()), "API key", _redact(m.group())
     for m in WEBHOOK_SECRET.finditer(text):
         yield line_of(m.start()), "webhook secret", _redact(m.group())
     for m in HEX64.finditer(text):

@@ -37,6 +37,14 @@ def test_shapes_are_found_anywhere_in_a_line() -> None:
     assert kinds('{"event": "request", "path": "/v1/bookings", "status": 200}') == []
 
 
+def test_only_the_announced_first_admin_key_is_allowed() -> None:
+    key = mint_key()
+    announced = f"slotguard: created account acct_1; admin key (shown once):\n  {key}\n"
+    assert kinds(announced) == []
+    assert kinds(announced + f"request with {key}\n") == ["API key"]
+    assert kinds(f"admin key (shown once): {key}\n") == ["API key"]
+
+
 def test_registered_secrets_and_key_hashes_are_found(outside: Path) -> None:
     password = leaks.secret(f"pw-{uuid.uuid4().hex}")
     key = leaks.secret(mint_key())

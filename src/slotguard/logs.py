@@ -81,6 +81,9 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(numeric)
 
+    # aiosqlite logs every call it runs at DEBUG with its arguments, the bound parameters of
+    # the statement (key hashes, webhook secrets): never below INFO, whatever the level.
+    logging.getLogger("aiosqlite").setLevel(max(numeric, logging.INFO))
     structlog.configure(
         processors=[*_shared(), *renderers],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
