@@ -171,3 +171,23 @@ async def test_head_answers_like_get_without_a_body(tenant: Tenant) -> None:
     # HEAD never runs a write: a POST-only path is 405 and nothing is created.
     r = await c.head("/v1/bookings/x/confirm", headers={**h, "Idempotency-Key": key()})
     assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+async def test_every_answered_content_type_is_documented(tenant: Tenant) -> None:
+    # The OAuth callback answers a person's browser with small HTML pages, failures included;
+    # the document must say so (a fuzzer checks every answer's content type against it).
+    doc = await spec(tenant)
+    op = doc["paths"]["/v1/oauth/{provider}/callback"]["get"]
+    r = await tenant.client.get("/v1/oauth/nope/callback", params={"state": "x"})
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert "text/html" in op["responses"]["4XX"]["content"]
+    # JSON errors of the input guard (before any route) stay documented there too.
+    assert "application/json" in op["responses"]["4XX"]["content"]
+    r = await tenant.client.get("/v1/oauth/google/callback", params={"state": "a\x00b"})
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/json")
+    # Everywhere else, errors are JSON only.
+    for method, path, other in operations(doc):
+        if (method, path) != ("get", "/v1/oauth/{provider}/callback"):
+            assert set(other["responses"]["4XX"]["content"]) == {"application/json"}, path

@@ -72,11 +72,18 @@ def _one_error_body(doc: dict[str, Any]) -> None:
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
-            # Also where the success is not JSON (the audit export): errors always are.
-            responses["4XX"] = {
-                "description": "Error (§9 codes)",
-                "content": {"application/json": {"schema": error_ref}},
-            }
+            # Also where the success is not JSON (the audit export): errors are JSON, except
+            # on a page for a person's browser (the OAuth callback), whose failures are pages
+            # too (JSON only from the input guard, which runs before any route).
+            content: dict[str, Any] = {"application/json": {"schema": error_ref}}
+            ok = responses.get("200", {}).get("content", {})
+            if "text/html" in ok:
+                content["text/html"] = {}
+                responses["502"] = {
+                    "description": "The provider could not be reached",
+                    "content": {"text/html": {}},
+                }
+            responses["4XX"] = {"description": "Error (§9 codes)", "content": content}
     schemas = doc.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
