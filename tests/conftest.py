@@ -31,7 +31,7 @@ class Store:
     db: Database
 
 
-def _skip_or_fail_pg() -> None:
+def skip_or_fail_pg() -> None:
     message = (
         "PostgreSQL tests need a server: none answered at "
         f"{pg_admin_url()} (set SLOTGUARD_TEST_PG_URL)"
@@ -52,7 +52,7 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     if not pg_available():
-        _skip_or_fail_pg()
+        skip_or_fail_pg()
     name = f"sg_test_{uuid.uuid4().hex[:10]}"
     url = pg_create_database(name)
     upgrade_to_head(url)

@@ -22,6 +22,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from slotguard.cli import app
+from tests.conftest import skip_or_fail_pg
 from tests.ops.conftest import free_port, slotguard_exe, start_server
 from tests.pg import pg_admin_url, pg_available
 
@@ -97,7 +98,7 @@ def test_unknown_host_is_one_line(tmp_path: Path) -> None:
 
 def test_missing_postgres_database_is_one_line(tmp_path: Path) -> None:
     if not pg_available():
-        pytest.skip("needs a PostgreSQL server")
+        skip_or_fail_pg()
     from sqlalchemy.engine import make_url
 
     name = f"slotguard_missing_{uuid.uuid4().hex[:8]}"

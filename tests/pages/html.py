@@ -63,8 +63,6 @@ class _Reader(HTMLParser):
             self._form.fields[a["name"]] = a.get("value", "")
         elif tag == "select" and self._form is not None:
             self._form.fields[a.get("name", "")] = ""
-        elif tag == "option" and self._form is not None and "selected" in a:
-            pass
         elif tag == "button":
             self._button = Button(a.get("name"), a.get("value"), "")
         elif tag == "a":
