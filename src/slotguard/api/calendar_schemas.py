@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from slotguard.api.schemas import Strict, Text200, ZoneName
+from slotguard.calendars.registry import get_spec
 from slotguard.store.models import Calendar
 
 Role = Literal["busy", "write", "both"]
@@ -79,6 +80,12 @@ class CalendarBusyRead(BaseModel):
     end: dt.datetime
 
 
+def _default_calendar_id(provider: str) -> str | None:
+    # Calendars connected before the default was stored (Google: ``primary``, §7.1).
+    spec = get_spec(provider)
+    return spec.setting_defaults.get("calendar_id") if spec is not None else None
+
+
 def calendar_read(c: Calendar) -> CalendarRead:
     err = c.last_error or None
     return CalendarRead(
@@ -88,7 +95,7 @@ def calendar_read(c: Calendar) -> CalendarRead:
         role=c.role,
         name=c.name,
         url=c.url,
-        calendar_id=c.provider_calendar_id,
+        calendar_id=c.provider_calendar_id or _default_calendar_id(c.provider),
         status=c.status,
         last_synced_at=c.last_synced_at,
         last_error=CalendarError(code=err["code"], message=err["message"], at=err["at"])

@@ -22,6 +22,7 @@ modules, and the API and the engine find providers only through it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,6 +43,8 @@ __all__ = [
     "CursorExpired",
     "EventGone",
     "EventRef",
+    "Limiter",
+    "MailboxPermits",
     "ProviderAuthError",
     "ProviderContext",
     "ProviderDataError",
@@ -157,10 +160,12 @@ class Pull:
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """What ``check`` learnt: a display name and the calendar's own zone, when the source
-    says (used for all-day events; None = the business zone)."""
+    says (used for all-day events; None = the business zone), and the mailbox the calendar
+    lives in (Microsoft: its owner's address; requests are counted per mailbox)."""
 
     name: str | None = None
     timezone: str | None = None
+    mailbox: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +258,17 @@ class EventGone(ProviderError):
 
 
 SaveCredentials = Callable[[Mapping[str, Any]], Awaitable[None]]
+Limiter = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
+"""Makes the context a request is sent in (a permit held while it is on the wire)."""
+
+
+class MailboxPermits(Protocol):
+    """Requests in flight per provider mailbox, counted across every calendar of the
+    mailbox and every process sharing the database (``calendars/permits.py``)."""
+
+    def limiter(self, key: str) -> Limiter:
+        """The limiter of mailbox ``key`` (see ``permits.mailbox_key``)."""
+        ...
 
 
 class AccessTokens(Protocol):
@@ -289,6 +305,7 @@ class ProviderContext:
     timeout_s: float = 30.0
     save_credentials: SaveCredentials | None = None
     tokens: AccessTokens | None = None
+    permits: MailboxPermits | None = None
 
 
 class CalendarProvider(Protocol):
@@ -328,7 +345,9 @@ class ProviderSpec:
     ``read_only``: only role ``busy`` is allowed (ICS). ``needs_url``: ``url`` is required
     and passes the address guard. ``secret_fields`` are the connect-body fields stored
     encrypted (never returned); ``setting_fields`` are stored as plain settings and
-    returned (``calendar_id``). ``build`` makes a provider for one calendar."""
+    returned (``calendar_id``); ``setting_defaults`` are stored when a connect leaves
+    them out (Google ``calendar_id`` = ``primary``). ``build`` makes a provider for one
+    calendar."""
 
     name: str
     build: Callable[[ProviderContext], CalendarProvider]
@@ -337,3 +356,4 @@ class ProviderSpec:
     secret_fields: tuple[str, ...] = ()
     setting_fields: tuple[str, ...] = ()
     required_fields: tuple[str, ...] = ()
+    setting_defaults: Mapping[str, str] = field(default_factory=dict)

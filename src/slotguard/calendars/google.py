@@ -321,4 +321,5 @@ SPEC = ProviderSpec(
     secret_fields=("refresh_token",),
     setting_fields=("calendar_id",),
     required_fields=("refresh_token",),
+    setting_defaults={"calendar_id": "primary"},
 )

@@ -18,7 +18,10 @@ note §2).
   create, the marker is looked up, so a retry after a lost answer adopts the event it made
   (whether or not Graph de-duplicated the transactionId); PATCH with ``If-Match``;
   DELETE treats 404 as done.
-* At most 4 requests in flight per mailbox (``rest.MAILBOXES``).
+* At most 4 requests in flight per mailbox, across the mailbox's calendars and every
+  process (``calendars/permits.py``). The mailbox is the calendar owner's address, which
+  the connect check reads (``CheckResult.mailbox``, kept in the settings as ``mailbox``);
+  a calendar stored without it counts as a mailbox of its own.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from slotguard.calendars.base import (
     Window,
     all_day_period,
 )
+from slotguard.calendars.permits import mailbox_key
 from slotguard.calendars.rest import MAILBOXES, RestSession, classify_graph
 
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
@@ -91,13 +95,22 @@ class MicrosoftCalendar:
         self.base = (ctx.settings.get("api_url") or DEFAULT_GRAPH_URL).rstrip("/")
         cid = ctx.settings.get("calendar_id")
         self.calendar_id = str(cid) if cid else None
+        mailbox = ctx.settings.get("mailbox")
+        self.mailbox_key = mailbox_key(
+            "microsoft", str(mailbox) if mailbox else f"calendar:{ctx.calendar_id}"
+        )
+        if ctx.permits is not None:
+            limiter = ctx.permits.limiter(self.mailbox_key)
+        else:  # no database at hand (tests of the provider alone)
+            sem = MAILBOXES.get(self.mailbox_key)
+            limiter = lambda: sem  # noqa: E731
         self.rest = RestSession(
             ctx.http,
             label=LABEL,
             tokens=ctx.tokens,
             classify=classify_graph,
             timeout_s=ctx.timeout_s,
-            limiter=MAILBOXES.get(f"microsoft:{ctx.calendar_id}"),
+            limiter=limiter,
             default_headers={"Prefer": PREFER},
         )
 
@@ -130,7 +143,14 @@ class MicrosoftCalendar:
             raise ProviderUnavailable(f"{LABEL}: no calendar {self.calendar_id!r}", status=404)
         data = self.rest.json(r)
         name = data.get("name")
-        return CheckResult(name=name if isinstance(name, str) and name else None)
+        owner = data.get("owner")
+        address = owner.get("address") if isinstance(owner, dict) else None
+        return CheckResult(
+            name=name if isinstance(name, str) and name else None,
+            mailbox=address.strip().lower()
+            if isinstance(address, str) and "@" in address
+            else None,
+        )
 
     async def pull(self, cursor: str | None, window: Window) -> Pull:
         full = cursor is None

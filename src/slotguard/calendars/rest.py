@@ -9,8 +9,9 @@ Throttling (§7.5, research note §1.6 and §2.5):
   ``ProviderRateLimited(retry_after)`` and the caller (the sync engine, the outbox)
   reschedules that calendar. So a throttled calendar holds no worker slot and never
   starves the others.
-* ``limiter`` caps the requests in flight per mailbox (Microsoft allows 4); the slot is
-  held only while a request is on the wire, never while waiting out a Retry-After.
+* ``limiter`` caps the requests in flight per mailbox (Microsoft allows 4; the permits
+  are counted in the database, ``calendars/permits.py``); the permit is held only while a
+  request is on the wire, never while waiting out a Retry-After.
 
 5xx, timeouts and connection failures are retried with backoff a few times when the
 request is safe to repeat (``retry_unsafe=False`` is for a create whose outcome must be
@@ -31,6 +32,7 @@ import httpx
 
 from slotguard.calendars.base import (
     AccessTokens,
+    Limiter,
     ProviderAuthError,
     ProviderRateLimited,
     ProviderUnavailable,
@@ -45,8 +47,10 @@ MAILBOX_CONCURRENCY = 4
 
 
 class MailboxLimits:
-    """One semaphore per mailbox key, shared by every provider object of the process (so
-    sync and write-back of one mailbox count together). Keys vanish with their users."""
+    """One semaphore per mailbox key, shared by every provider object of the process: the
+    first gate of ``permits.MailboxPermits`` (so a process's own requests queue here
+    instead of polling the database), and the only one where no database is at hand.
+    Keys vanish with their users."""
 
     def __init__(self, per_mailbox: int = MAILBOX_CONCURRENCY) -> None:
         self.per_mailbox = per_mailbox
@@ -93,7 +97,7 @@ class RestSession:
         tokens: AccessTokens | None,
         classify: Classifier,
         timeout_s: float,
-        limiter: asyncio.Semaphore | None = None,
+        limiter: Limiter | None = None,
         policy: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         default_headers: Mapping[str, str] | None = None,
@@ -203,7 +207,7 @@ class RestSession:
             return await self.http.request(
                 method, url, params=params, json=json, headers=headers, timeout=self.timeout_s
             )
-        async with self.limiter:
+        async with self.limiter():
             return await self.http.request(
                 method, url, params=params, json=json, headers=headers, timeout=self.timeout_s
             )

@@ -145,10 +145,12 @@ def build_context(
     config: SyncConfig,
     save_credentials: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None,
     db: Database | None = None,
+    new_grant: bool = False,
 ) -> ProviderContext:
-    """The provider's context; Google/Microsoft also get the operator's base URL and the
-    calendar's access tokens (``tokens.attach_tokens``: with ``db`` cached and refreshed
-    under the lease, without it straight from the refresh token, for a connect check)."""
+    """The provider's context; Google/Microsoft also get the operator's base URL, the
+    calendar's access tokens and the mailbox permits (``tokens.attach_tokens``: with
+    ``db`` the stored grant, cached and refreshed under the lease; with ``new_grant`` or
+    without ``db`` straight from the refresh token in ``credentials``, for a connect)."""
     owners = {e for e in (business.email, credentials.get("username")) if e and "@" in str(e)}
     ctx = ProviderContext(
         calendar_id=cal.id,
@@ -165,7 +167,13 @@ def build_context(
         save_credentials=save_credentials,
     )
     if config.oauth is not None:
-        ctx = attach_tokens(ctx, setup=config.oauth, db=db, box=secret_box(config.secret_key))
+        ctx = attach_tokens(
+            ctx,
+            setup=config.oauth,
+            db=db,
+            box=secret_box(config.secret_key),
+            new_grant=new_grant,
+        )
     return ctx
 
 

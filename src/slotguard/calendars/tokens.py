@@ -40,6 +40,7 @@ from slotguard.calendars.base import (
     ProviderUnavailable,
 )
 from slotguard.calendars.credentials import CredentialError, SecretBox
+from slotguard.calendars.permits import MailboxPermits
 from slotguard.store import oauth_repo
 from slotguard.store.db import Database
 
@@ -317,23 +318,30 @@ def attach_tokens(
     setup: oauth.OAuthSetup,
     db: Database | None,
     box: SecretBox | None,
+    new_grant: bool = False,
 ) -> ProviderContext:
-    """The context a Google/Microsoft provider is built with: the operator's API base URL
-    and the calendar's access tokens. With a database (the engine, the write-back, a
-    stored calendar) the tokens are `OAuthTokens` (cached, refreshed under the lease);
-    without one (the connect check: the calendar row does not exist yet) they come from
-    the refresh token in ``ctx.credentials`` (`RefreshTokenGrant`). Other providers, and a
+    """The context a Google/Microsoft provider is built with: the operator's API base URL,
+    the calendar's access tokens and (with a database) the mailbox permits.
+
+    The tokens of a stored calendar (the engine, the write-back, a re-check of stored
+    credentials) are `OAuthTokens`: cached, and refreshed only under the lease, so no
+    token use races a concurrent refresh that rotates the refresh token. Only a refresh
+    token that is not stored yet (``new_grant``: a connect, new credentials in a PATCH; or
+    no database at all) is used directly (`RefreshTokenGrant`). Other providers, and a
     provider the operator has not configured, are returned unchanged (building them then
     fails with `ProviderAuthError`)."""
     if ctx.provider not in oauth.PROVIDERS:
         return ctx
     client = setup.clients.get(ctx.provider)
     settings = {**ctx.settings, "api_url": setup.api_urls[ctx.provider]}
+    if db is not None:
+        # Stateless but for the process-wide semaphores (``rest.MAILBOXES``).
+        ctx = replace(ctx, permits=MailboxPermits(db))
     if client is None:
         return replace(ctx, settings=settings, tokens=None)
     timeout_s = min(ctx.timeout_s, oauth.TOKEN_TIMEOUT_S)
     tokens: AccessTokens | None = None
-    if db is not None and box is not None:
+    if db is not None and box is not None and not new_grant:
         tokens = OAuthTokens(
             db,
             calendar_id=ctx.calendar_id,
@@ -349,3 +357,4 @@ def attach_tokens(
                 ctx.http, client, refresh_token=refresh_token, timeout_s=timeout_s
             )
     return replace(ctx, settings=settings, tokens=tokens)
+

@@ -107,12 +107,18 @@ async def prepare_connection(
     calendar_id: str,
     check: bool = True,
     grant: TokenGrant | None = None,
+    db: Database | None = None,
+    stored_credentials: bool = False,
 ) -> Connection:
     """Validate a connect request and check it against the provider (one request).
 
     Google/Microsoft: the check obtains an access token with the refresh token (or uses
     ``grant``, just issued by a code exchange); a refresh token rotated meanwhile
-    (Microsoft) replaces the one given, so what is stored is the one that still works."""
+    (Microsoft) replaces the one given, so what is stored is the one that still works.
+    ``stored_credentials`` (a PATCH that changes no credential of calendar
+    ``calendar_id``): the check uses the stored grant through the refresh lease (``db``),
+    like every worker, and ``secrets`` stays empty, so the stored credentials (perhaps
+    rotated by that very check) are not written again."""
     spec = get_spec(provider)
     if spec is None:
         raise _invalid("provider", f"provider must be one of {', '.join(sorted(PROVIDERS))}")
@@ -155,7 +161,10 @@ async def prepare_connection(
     if spec.needs_url and url:
         url = await _guard_url(url, allow_private=config.allow_private)
         url, _, _ = split_userinfo(url)
-    settings = {k: fields[k] for k in spec.setting_fields if fields.get(k) is not None}
+    settings = {
+        **spec.setting_defaults,
+        **{k: fields[k] for k in spec.setting_fields if fields.get(k) is not None},
+    }
     conn = Connection(
         spec=spec,
         role=role,
@@ -166,7 +175,17 @@ async def prepare_connection(
         timezone=fields.get("timezone"),
     )
     if check:
-        await _check(conn, business, config=config, calendar_id=calendar_id, grant=grant)
+        await _check(
+            conn,
+            business,
+            config=config,
+            calendar_id=calendar_id,
+            grant=grant,
+            db=db,
+            stored=stored_credentials and provider in OAUTH_PROVIDERS,
+        )
+    if stored_credentials:
+        conn.secrets = {}
     return conn
 
 
@@ -194,6 +213,8 @@ async def _check(
     config: SyncConfig,
     calendar_id: str,
     grant: TokenGrant | None = None,
+    db: Database | None = None,
+    stored: bool = False,
 ) -> None:
     probe = Calendar(
         id=calendar_id,
@@ -203,7 +224,15 @@ async def _check(
         timezone=conn.timezone,
     )
     async with config.client() as http:
-        ctx = build_context(probe, business, credentials=conn.secrets, http=http, config=config)
+        ctx = build_context(
+            probe,
+            business,
+            credentials=conn.secrets,
+            http=http,
+            config=config,
+            db=db,
+            new_grant=not stored,
+        )
         tokens = ctx.tokens
         if isinstance(tokens, RefreshTokenGrant) and grant is not None:
             tokens.grant = grant
@@ -216,6 +245,9 @@ async def _check(
         conn.grant = tokens.grant
     conn.checked_name = result.name
     conn.checked_timezone = result.timezone
+    if result.mailbox:
+        # Requests are counted per mailbox (calendars/permits.py), whichever calendar.
+        conn.settings["mailbox"] = result.mailbox
 
 
 async def cache_checked_token(
@@ -382,8 +414,14 @@ async def update_calendar(
 
 
 def connection_fields_of(cal: Calendar, box_key: str | None) -> dict[str, Any]:
-    """The stored settings and secrets of a calendar, as connect fields (for re-checks)."""
-    fields: dict[str, Any] = {"url": cal.url, **(cal.settings or {})}
+    """The stored settings and secrets of a calendar, as connect fields (for re-checks);
+    settings the provider learnt itself (``mailbox``) are not connect fields."""
+    spec = get_spec(cal.provider)
+    settable = spec.setting_fields if spec is not None else ()
+    fields: dict[str, Any] = {
+        "url": cal.url,
+        **{k: v for k, v in (cal.settings or {}).items() if k in settable},
+    }
     fields.update(open_credentials(secret_box(box_key), cal))
     return fields
 

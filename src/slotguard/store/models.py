@@ -519,6 +519,20 @@ class CalendarOAuthToken(Base):
     updated_at: Mapped[dt.datetime]
 
 
+class MailboxPermit(Base):
+    """One of the permits of a Microsoft mailbox: a request to Graph for that mailbox is
+    sent only while its sender holds one, so at most ``MAILBOX_CONCURRENCY`` are in flight
+    per mailbox across every process sharing the database. A permit is taken and given back
+    by single conditional UPDATEs; one whose holder died frees itself at ``held_until``.
+    ``mailbox`` is a digest of the mailbox's address, not the address itself."""
+
+    __tablename__ = "mailbox_permits"
+    mailbox: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(40))
+    held_until: Mapped[dt.datetime | None]
+
+
 # -- booking pages (§12) ----------------------------------------------------------------
 
 

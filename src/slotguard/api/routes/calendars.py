@@ -21,6 +21,7 @@ from slotguard.api.docs import Deleted, many, one
 from slotguard.api.idempotency import IdempotencyRequest, idempotency, run_write
 from slotguard.api.pagination import keyset_page
 from slotguard.api.schemas import Instant, QueryInt, set_fields
+from slotguard.calendars.registry import get_spec
 from slotguard.calendars.sync import CalendarSync, SyncConfig
 from slotguard.config import Settings, get_settings
 from slotguard.domain.errors import ValidationFailed
@@ -145,6 +146,11 @@ async def update_calendar(
         except Exception:
             fields = {"url": cal.url, **(cal.settings or {})}
         fields.update({k: v for k, v in changes.items() if k in provider_keys})
+        spec = get_spec(cal.provider)
+        # A URL may carry credentials in its user-info part.
+        new_secrets = "url" in changes or (
+            spec is not None and bool(set(spec.secret_fields) & changes.keys())
+        )
         conn = await svc.prepare_connection(
             business=business,
             provider=cal.provider,
@@ -153,6 +159,10 @@ async def update_calendar(
             fields=fields,
             config=config,
             calendar_id=cal.id,
+            db=get_db(request),
+            # No credential in the PATCH: the check uses the stored grant, under the
+            # refresh lease like every other token use, and leaves it as it is.
+            stored_credentials=not new_secrets,
         )
 
     async def work(s: AsyncSession) -> Response:
