@@ -43,8 +43,8 @@ log = structlog.get_logger("slotguard.calendars.permits")
 
 Clock = Callable[[], dt.datetime]
 
-POLL_MIN_S = 0.02
-POLL_MAX_S = 0.25
+POLL_MIN_S = 0.01
+POLL_MAX_S = 0.1
 
 
 def _utcnow() -> dt.datetime:
