@@ -203,6 +203,9 @@ def serve(
             typer.echo(f"  {raw}")
     if no_worker:
         os.environ["SLOTGUARD_EMBEDDED_WORKER"] = "0"
+        # The app reads the settings again (in this process with one API worker): the
+        # copy cached above must not keep the embedded worker on.
+        get_settings.cache_clear()
     uvicorn.run(
         "slotguard.api.app:create_app",
         factory=True,
