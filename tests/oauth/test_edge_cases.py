@@ -1,0 +1,286 @@
+"""Starred edge cases of the calendar research note that other Google/Microsoft tests left
+open: availability never sees a calendar empty during a 410 resync; incremental rounds that
+span several pages; DST in recurring series; Outlook's all-day events (free by default,
+Windows zone names with a suffix, unknown zones); the window moving forward with time."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from slotguard.calendars.base import BusyPeriod
+from slotguard.calendars.microsoft import PREFER
+from slotguard.calendars.sync import CalendarSync, SyncConfig
+from tests.api.helpers import future_day, iso, make_business
+from tests.conftest import Store, Tenant
+from tests.fakes.google import GoogleFake
+from tests.fakes.graph import GraphFake
+from tests.oauth.conftest import Served
+from tests.oauth.engine import H, calendar_row, connect, slot_starts, sync_once
+from tests.oauth.providers import NOW, WINDOW, google_provider, graph_provider
+from tests.oauth.test_faults import busy_of, google_calendar, graph_calendar
+
+OWNER = "owner@example.com"
+MS_OWNER = "owner@contoso.example"
+
+
+# -- 1. a dead cursor: the old copy stays until the new one is complete -----------------------
+
+
+async def test_google_410_resync_never_shows_the_calendar_empty(
+    api: Tenant, served: Served, store: Store
+) -> None:
+    google = served.google
+    biz, cal = await google_calendar(api, served, "resync@example.com")
+    day = future_day()
+    old = google.add_event("resync@example.com", start=day + 9 * H, end=day + 10 * H)
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    google.delete_event("resync@example.com", old["id"])
+    for i in range(6):  # the full copy takes several slow pages
+        google.add_event(
+            "resync@example.com", start=day + (11 + i) * H, end=day + (11 + i) * H + H / 2
+        )
+    google.invalidate_sync_tokens("resync@example.com")
+    google.max_page_size, google.latency_s = 2, 0.15
+
+    task = asyncio.create_task(sync_once(store.db, served.settings, cal["id"]))
+    seen: list[list[str]] = []
+    while not task.done():
+        seen.append([b["start"] for b in await busy_of(api, biz["id"], cal["id"], day)])
+        await asyncio.sleep(0.05)
+    assert await task == "synced"
+    google.latency_s = 0.0
+    final = [iso(day + (11 + i) * H) for i in range(6)]
+    assert len(seen) >= 3
+    # Every read in between saw the old copy whole, never an empty or half-loaded one.
+    assert all(s in ([iso(day + 9 * H)], final) for s in seen), seen
+    assert [b["start"] for b in await busy_of(api, biz["id"], cal["id"], day)] == final
+
+
+# -- 3. pagination of incremental rounds ------------------------------------------------------
+
+
+async def test_google_incremental_changes_over_several_pages(
+    google: GoogleFake, http: httpx.AsyncClient
+) -> None:
+    token = google.add_user(OWNER)
+    provider, _ = google_provider(http, token)
+    full = await provider.pull(None, WINDOW)
+    t = NOW + dt.timedelta(days=3)
+    added = [
+        google.add_event(OWNER, start=t + i * H, end=t + i * H + H / 2)["id"] for i in range(7)
+    ]
+    google.max_page_size, google.empty_page_first = 2, True
+    before = len(google.calls("list"))
+    delta = await provider.pull(full.cursor, WINDOW)
+    assert not delta.full and sorted(i.external_id for i in delta.items) == sorted(added)
+    pages = google.calls("list")[before:]
+    assert len(pages) >= 5 and all("syncToken" in p.query for p in pages)
+    assert all("pageToken" in p.query for p in pages[1:])
+
+
+async def test_graph_next_links_after_a_delta_link_resume(
+    graph: GraphFake, http: httpx.AsyncClient
+) -> None:
+    """Cal.com reads one page when resuming from a deltaLink; every nextLink is followed."""
+    provider, _ = graph_provider(http, graph.add_user(MS_OWNER))
+    provider.rest.default_headers["Prefer"] = PREFER.replace("200", "2")
+    t = NOW + dt.timedelta(days=2)
+    first = graph.add_event(MS_OWNER, start=t, end=t + H)["id"]
+    full = await provider.pull(None, WINDOW)
+    added = [
+        graph.add_event(MS_OWNER, start=t + i * H, end=t + i * H + H / 2)["id"] for i in range(2, 9)
+    ]
+    graph.delete_event(first)
+    before = len(graph.calls("delta"))
+    delta = await provider.pull(full.cursor, WINDOW)
+    assert sorted(i.external_id for i in delta.items) == sorted(added)
+    assert delta.deleted == [first]
+    calls = graph.calls("delta")[before:]
+    assert len(calls) >= 4 and calls[0].url == full.cursor
+    assert delta.cursor and delta.cursor != full.cursor
+
+
+# -- 6. DST ----------------------------------------------------------------------------------
+
+
+async def test_weekly_series_keeps_its_wall_clock_across_dst(
+    google: GoogleFake, graph: GraphFake, http: httpx.AsyncClient
+) -> None:
+    """A weekly 09:00 series in Berlin and in New York across the spring transitions
+    (different dates: the second Sunday of March in the US, the last one in the EU), and a
+    timed event spanning the Berlin transition night; Graph sends UTC, Google offsets."""
+    window = WINDOW
+    year = NOW.year + 1
+    token = google.add_user(OWNER)
+    berlin, ny = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
+    series = {}
+    for name, tz in (("berlin", berlin), ("ny", ny)):
+        _, instances = google.add_series(
+            OWNER,
+            first_start=dt.datetime(year, 3, 2, 9, 0, tzinfo=tz),
+            duration=H,
+            count=6,
+            time_zone=str(tz),
+        )
+        series[name] = [i["id"] for i in instances]
+    last = dt.date(year, 3, 31)
+    eu_switch = last - dt.timedelta(days=(last.weekday() - 6) % 7)  # the last Sunday
+    eve = eu_switch - dt.timedelta(days=1)
+    night = google.add_event(
+        OWNER,
+        start=dt.datetime(year, 3, eve.day, 22, 0, tzinfo=berlin),
+        end=dt.datetime(year, 3, eu_switch.day, 6, 0, tzinfo=berlin),
+        time_zone="Europe/Berlin",
+    )["id"]
+    window = type(WINDOW)(
+        dt.datetime(year, 3, 1, tzinfo=dt.UTC), dt.datetime(year, 4, 30, tzinfo=dt.UTC)
+    )
+    provider, _ = google_provider(http, token)
+    got = {i.external_id: i.busy for i in (await provider.pull(None, window)).items}
+    for name, tz in (("berlin", berlin), ("ny", ny)):
+        walls = [got[i][0].start.astimezone(tz).time() for i in series[name]]
+        assert walls == [dt.time(9, 0)] * 6, name
+        utc_hours = {got[i][0].start.hour for i in series[name]}
+        assert len(utc_hours) == 2, name  # the UTC time moved by an hour at the transition
+    (night_busy,) = got[night]
+    assert night_busy.start == dt.datetime(year, 3, eve.day, 21, 0, tzinfo=dt.UTC)
+    assert night_busy.end - night_busy.start == 7 * H  # 8 hours of wall clock, one skipped
+
+    ms = graph_provider(http, graph.add_user(MS_OWNER))[0]
+    occurrences = []
+    for week in range(6):
+        wall = dt.datetime(year, 3, 2, 9, 0) + dt.timedelta(days=7 * week)
+        start = wall.replace(tzinfo=berlin)
+        occurrences.append(
+            graph.add_event(
+                MS_OWNER,
+                start=start,
+                end=start + H,
+                zone="Europe/Berlin",
+                series_master_id="AAMkmaster",
+            )["id"]
+        )
+    ms_got = {i.external_id: i for i in (await ms.pull(None, window)).items}
+    assert [ms_got[o].busy[0].start.astimezone(berlin).time() for o in occurrences] == [
+        dt.time(9, 0)
+    ] * 6
+    assert {ms_got[o].series_id for o in occurrences} == {"AAMkmaster"}
+
+
+# -- 7 and 14. Outlook all-day events and zone names -----------------------------------------
+
+
+async def test_outlook_all_day_events(graph: GraphFake, http: httpx.AsyncClient) -> None:
+    provider, _ = graph_provider(http, graph.add_user(MS_OWNER), business_tz="Europe/Paris")
+    day = (NOW + dt.timedelta(days=4)).date()
+    nxt = day + dt.timedelta(days=1)
+    free = graph.add_event(MS_OWNER, start=day, end=nxt, show_as="free")["id"]  # Outlook's default
+    suffixed = graph.add_event(
+        MS_OWNER,
+        start=day,
+        end=nxt,
+        zone="America/New_York",
+        original_start_time_zone="Eastern Standard Time 1",
+    )["id"]
+    custom = graph.add_event(
+        MS_OWNER,
+        start=day,
+        end=nxt,
+        zone="Europe/Paris",
+        original_start_time_zone="tzone://Microsoft/Custom",
+    )["id"]
+    pull = await provider.pull(None, WINDOW)
+    got = {i.external_id: i.busy for i in pull.items}
+    assert got[free] == ()
+    ny, paris = ZoneInfo("America/New_York"), ZoneInfo("Europe/Paris")
+    assert got[suffixed] == (
+        BusyPeriod(
+            dt.datetime.combine(day, dt.time(0), tzinfo=ny).astimezone(dt.UTC),
+            dt.datetime.combine(nxt, dt.time(0), tzinfo=ny).astimezone(dt.UTC),
+        ),
+    )
+    # Unknown zone: the business's local day, and the note says so.
+    assert got[custom] == (
+        BusyPeriod(
+            dt.datetime.combine(day, dt.time(0), tzinfo=paris).astimezone(dt.UTC),
+            dt.datetime.combine(nxt, dt.time(0), tzinfo=paris).astimezone(dt.UTC),
+        ),
+    )
+    assert any("tzone://Microsoft/Custom" in n for n in pull.notes)
+
+
+async def test_google_all_day_event_blocks_the_business_local_day(
+    api: Tenant, served: Served, store: Store
+) -> None:
+    google = served.google
+    refresh = google.add_user("allday@example.com", timezone="Asia/Tokyo")
+    biz = await make_business(api)
+    cal = (await connect(api, biz["id"], provider="google", refresh_token=refresh)).json()["data"]
+    day = future_day(12)
+    google.add_event("allday@example.com", start=day.date(), end=day.date() + dt.timedelta(days=1))
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    tokyo = ZoneInfo("Asia/Tokyo")
+    start = dt.datetime.combine(day.date(), dt.time(0), tzinfo=tokyo).astimezone(dt.UTC)
+    r = await api.client.get(
+        f"/v1/businesses/{biz['id']}/calendars/{cal['id']}/busy",
+        params={"start": iso(day - 24 * H), "end": iso(day + 48 * H)},
+        headers=api.headers(),
+    )
+    # Tokyo's whole day (15:00 to 15:00 UTC), not the UTC day.
+    assert r.json()["data"] == [{"start": iso(start), "end": iso(start + 24 * H)}]
+
+
+# -- 13. window boundaries -------------------------------------------------------------------
+
+
+async def test_events_entering_the_window_as_time_passes_are_picked_up(
+    api: Tenant, served: Served, store: Store
+) -> None:
+    """The window is fixed by the first request of a round (Graph) and by the sync token's
+    listing (Google): once it has moved a day, a new baseline is taken."""
+    for provider in ("google", "microsoft"):
+        user = f"window-{provider}@example.com"
+        if provider == "google":
+            biz, cal = await google_calendar(api, served, user)
+        else:
+            biz, cal = await graph_calendar(api, served, user)
+        assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+        row = await calendar_row(store.db, cal["id"])
+        assert row.window_end is not None
+        # An event just past today's window end: not in the copy yet.
+        later = row.window_end.replace(minute=0, second=0, microsecond=0) + 24 * H
+        if provider == "google":
+            served.google.add_event(user, start=later, end=later + H)
+        else:
+            served.graph.add_event(user, start=later, end=later + H)
+        config = SyncConfig.from_settings(served.settings)
+        tomorrow = dt.datetime.now(dt.UTC) + dt.timedelta(days=2, hours=1)
+        engine = CalendarSync(store.db, config=config, clock=lambda t=tomorrow: t)
+        assert await engine.sync_one(cal["id"]) == "synced"
+        moved = await calendar_row(store.db, cal["id"])
+        assert moved.window_end is not None and moved.window_end > row.window_end
+        assert moved.copy_generation == row.copy_generation + 1  # a new baseline
+        listed = await busy_of(api, biz["id"], cal["id"], later)
+        assert listed == [{"start": iso(later), "end": iso(later + H)}], provider
+
+
+async def test_graph_spurious_removed_outside_the_window_keeps_the_copy(
+    api: Tenant, served: Served, store: Store
+) -> None:
+    graph = served.graph
+    biz, cal = await graph_calendar(api, served, "spurious@contoso.example")
+    day = future_day()
+    graph.add_event("spurious@contoso.example", start=day + 9 * H, end=day + 10 * H)
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    far = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)
+    graph.add_event("spurious@contoso.example", start=far, end=far + H)  # outside: @removed
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    assert await busy_of(api, biz["id"], cal["id"], day) == [
+        {"start": iso(day + 9 * H), "end": iso(day + 10 * H)}
+    ]
+    starts, warnings = await slot_starts(api, biz["id"], day)
+    assert iso(day + 9 * H) not in starts and warnings == []
