@@ -135,9 +135,7 @@ class MailboxPermits:
         self.rng.shuffle(slots)
         return slots
 
-    async def _try(
-        self, key: str, slots: list[int], holder: str, now: dt.datetime
-    ) -> int | None:
+    async def _try(self, key: str, slots: list[int], holder: str, now: dt.datetime) -> int | None:
         until = now + self.hold
         async with self._session() as s:
             slot = await mailbox_repo.take_permit(

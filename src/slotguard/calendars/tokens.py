@@ -357,4 +357,3 @@ def attach_tokens(
                 ctx.http, client, refresh_token=refresh_token, timeout_s=timeout_s
             )
     return replace(ctx, settings=settings, tokens=tokens)
-
