@@ -284,3 +284,45 @@ async def test_graph_spurious_removed_outside_the_window_keeps_the_copy(
     ]
     starts, warnings = await slot_starts(api, biz["id"], day)
     assert iso(day + 9 * H) not in starts and warnings == []
+
+
+async def test_graph_event_ongoing_at_the_window_start_is_kept(
+    graph: GraphFake, http: httpx.AsyncClient
+) -> None:
+    """Started before the window, still going on inside it (the Cal.com bug)."""
+    provider, _ = graph_provider(http, graph.add_user(MS_OWNER))
+    ongoing = graph.add_event(
+        MS_OWNER, start=WINDOW.start - dt.timedelta(days=2), end=WINDOW.start + H
+    )["id"]
+    graph.add_event(MS_OWNER, start=WINDOW.start - 3 * H, end=WINDOW.start - H)  # over
+    pull = await provider.pull(None, WINDOW)
+    got = {i.external_id: i.busy for i in pull.items}
+    assert set(got) == {ongoing}
+    assert got[ongoing][0].end == WINDOW.start + H
+
+
+# -- 8. event types Google adds over time: busy unless known to be free ----------------------
+
+
+async def test_google_other_event_types_fail_closed(
+    google: GoogleFake, http: httpx.AsyncClient
+) -> None:
+    token = google.add_user(OWNER)
+    t = NOW + dt.timedelta(days=3)
+    day = (NOW + dt.timedelta(days=6)).date()
+    ids = {
+        "focus": google.add_event(OWNER, start=t, end=t + H, event_type="focusTime")["id"],
+        "gmail": google.add_event(OWNER, start=t + 2 * H, end=t + 3 * H, event_type="fromGmail")[
+            "id"
+        ],
+        "birthday": google.add_event(
+            OWNER, start=day, end=day + dt.timedelta(days=1), event_type="birthday"
+        )["id"],
+        "unknown": google.add_event(OWNER, start=t + 4 * H, end=t + 5 * H, event_type="newKind")[
+            "id"
+        ],
+    }
+    provider, _ = google_provider(http, token)
+    got = {i.external_id: i.busy for i in (await provider.pull(None, WINDOW)).items}
+    for name, event_id in ids.items():
+        assert len(got[event_id]) == 1, name  # §7.2: only workingLocation is free by type
