@@ -41,7 +41,7 @@ async def running(app: FastAPI) -> AsyncIterator[None]:
     started, stop = asyncio.Event(), asyncio.Event()
 
     async def hold_open() -> None:
-        async with lifespan(app.state.mcp):
+        async with lifespan(app.state.mcp.endpoint()):
             started.set()
             await stop.wait()
 

@@ -446,7 +446,7 @@ async def test_rate_limit_of_the_key_applies_to_tool_calls(store: Any) -> None:
         db=store.db,
     )
     async with (
-        lifespan(app.state.mcp),
+        lifespan(app.state.mcp.endpoint()),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as h,
     ):
         t = await new_tenant(store, h)

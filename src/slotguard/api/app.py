@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib.util
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
 from slotguard import pages
-from slotguard.api import docs_ui, errors, openapi
+from slotguard.api import docs_ui, errors, mcp_mount, openapi
 from slotguard.api.methods import HeadAsGet
 from slotguard.api.middleware import RequestMiddleware
 from slotguard.api.ratelimit import limiter_from_spec
@@ -56,18 +55,15 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         if settings.embedded_worker:
             task = asyncio.create_task(worker.run(app.state.db, stop))
         try:
-            async with AsyncExitStack() as stack:
-                if mcp_endpoint is not None:
-                    from slotguard.mcp.http import lifespan as mcp_lifespan
-
-                    await stack.enter_async_context(mcp_lifespan(mcp_endpoint))
-                if own:
-                    # The app's ~150k startup objects live as long as the process; frozen,
-                    # the collector stops rescanning them on every full collection.
-                    gc.collect()
-                    gc.freeze()
-                yield
+            if own:
+                # The app's ~150k startup objects live as long as the process; frozen,
+                # the collector stops rescanning them on every full collection.
+                gc.collect()
+                gc.freeze()
+            yield
         finally:
+            if mcp is not None:
+                await mcp.aclose()
             stop.set()
             if task is not None:
                 await task
@@ -110,16 +106,14 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         app.include_router(router)
     pages.install(app)
     openapi.install(app, routers)
-    mcp_endpoint = _mount_mcp(app) if settings.mcp_enabled else None
+    mcp: mcp_mount.LazyMcp | None = None
+    if settings.mcp_enabled and mcp_mount.available():
+        mcp = mcp_mount.LazyMcp(app)
+        asgi: Any = mcp  # an ASGI object: Starlette's Route calls it as an app, not a handler
+        app.router.add_route(
+            "/mcp", asgi, methods=["GET", "POST", "DELETE"], include_in_schema=False
+        )
+        app.state.mcp = mcp
     app.add_middleware(HeadAsGet)  # inside RequestMiddleware, so the access log says HEAD
     app.add_middleware(RequestMiddleware)
     return app
-
-
-def _mount_mcp(app: FastAPI) -> Any:
-    """``/mcp`` (§11) when the optional ``mcp`` package is installed."""
-    if importlib.util.find_spec("mcp") is None:  # the extra is not installed
-        return None
-    from slotguard.mcp.http import mount
-
-    return mount(app)

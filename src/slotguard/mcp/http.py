@@ -31,6 +31,8 @@ class McpEndpoint:
     def __init__(self, server: SlotguardMCP, app: Any) -> None:
         self.server = server
         self.app = app
+        # True while `lifespan` holds the SDK's session manager open.
+        self.running = False
         # Every request needs the Authorization header; DNS-rebinding attacks come from
         # browsers that hold no key, so the Host allowlist would only break real hostnames.
         self._handler: ASGIApp = server.streamable_http_app(
@@ -65,22 +67,19 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-def mount(app: Any) -> McpEndpoint:
-    """Add ``/mcp`` to the FastAPI ``app``; the app's lifespan must run ``lifespan(app)``."""
+def build_endpoint(app: Any) -> McpEndpoint:
+    """The ``/mcp`` endpoint of the FastAPI ``app``; ``lifespan`` must hold it open."""
     backend = Backend(base_url=INTERNAL_BASE_URL, transport=lambda: httpx.ASGITransport(app=app))
-    endpoint = McpEndpoint(build_server(backend, version=str(app.version)), app)
-    app.router.add_route(
-        "/mcp", endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False
-    )
-    app.state.mcp = endpoint
-    return endpoint
+    return McpEndpoint(build_server(backend, version=str(app.version)), app)
 
 
 @asynccontextmanager
 async def lifespan(endpoint: McpEndpoint) -> AsyncIterator[None]:
     """The SDK's session manager task group, for as long as the app runs."""
     async with endpoint.server.session_manager.run():
+        endpoint.running = True
         try:
             yield
         finally:
+            endpoint.running = False
             await endpoint.server.backend.aclose()
