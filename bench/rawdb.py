@@ -9,8 +9,8 @@ does exactly the work it does for the API:
 1. authentication: SELECT api_keys LEFT JOIN agents WHERE key_hash = ?, a read in
    autocommit (no transaction) on both stores
 2. idempotency claim (api/idempotency.py `_claim`): INSERT idempotency_keys (state
-   in_progress) ON CONFLICT DO NOTHING, autocommitted on PostgreSQL, in its own
-   `BEGIN IMMEDIATE ... COMMIT` on SQLite
+   in_progress), autocommitted on PostgreSQL (a duplicate is the unique violation), as
+   INSERT OR IGNORE in its own `BEGIN IMMEDIATE ... COMMIT` on SQLite
 3. the booking (one write transaction, services/bookings.py `book` + `run_write`):
    SELECT businesses JOIN accounts ... FOR UPDATE OF businesses (no FOR UPDATE on SQLite,
    where BEGIN IMMEDIATE serialises writers)           (load_scheduling)
@@ -202,8 +202,7 @@ PG_IDEM_INSERT = (
     "response_status, response_headers, response_body, created_at, completed_at) VALUES "
     "($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, $4::VARCHAR, $5::VARCHAR, "
     "$6::TIMESTAMP WITH TIME ZONE, $7::INTEGER, $8::JSONB, $9::BYTEA, "
-    "$10::TIMESTAMP WITH TIME ZONE, $11::TIMESTAMP WITH TIME ZONE) "
-    "ON CONFLICT (account_id, key) DO NOTHING"
+    "$10::TIMESTAMP WITH TIME ZONE, $11::TIMESTAMP WITH TIME ZONE)"
 )
 PG_LOCK_BUSINESS = (
     "SELECT businesses.id, businesses.account_id, businesses.name, businesses.email, "
@@ -305,7 +304,7 @@ async def pg_book(conn: asyncpg.Connection, ctx: RawContext, v: BookingValues) -
     acct, biz = ctx.account_id, v.business_id
     # 1. authentication: a read in autocommit (no BEGIN/ROLLBACK)
     await conn.fetchrow(PG_KEY, ctx.key_hash)
-    # 2. idempotency claim: one autocommitted INSERT ... ON CONFLICT DO NOTHING
+    # 2. idempotency claim: one autocommitted INSERT
     status = await conn.execute(
         PG_IDEM_INSERT, acct, v.idem_key, v.fingerprint, "in_progress", v.owner_token,
         v.now, None, "null", None, v.now, None,
@@ -434,7 +433,8 @@ SQ = {
     name: _pg_to_sqlite(sql)
     for name, sql in {
         "key": PG_KEY,
-        "idem_insert": PG_IDEM_INSERT,
+        # SQLite: INSERT OR IGNORE (a duplicate is no error there); PostgreSQL: plain.
+        "idem_insert": PG_IDEM_INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1),
         "lock_business": PG_LOCK_BUSINESS,
         "meeting_class": PG_MEETING_CLASS,
         "reservations": PG_RESERVATIONS,

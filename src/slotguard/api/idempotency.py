@@ -136,7 +136,7 @@ async def _claim(db: Database, ctx: RequestContext, idem: IdempotencyRequest) ->
         # SQLite the insert goes through the serialised writer below instead of contending
         # for the write lock from another connection.)
         async with db.autocommit() as s:
-            if await repo.insert_idempotency_key(s, row):
+            if await repo.try_insert_idempotency_key(s, row):
                 return token
     async with db.write() as s:
         if await repo.insert_idempotency_key(s, row):

@@ -6,9 +6,20 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -448,21 +459,38 @@ async def get_idempotency_key(s: AsyncSession, account_id: str, key: str) -> Ide
 # ORM-enabled INSERT/UPDATE would become an ORM bulk operation with no rowcount.
 _IDEM: Table = IdempotencyKey.__table__  # type: ignore[assignment]
 _IDEM_KEY_COLUMNS = [_IDEM.c.account_id, _IDEM.c.key]
+# PostgreSQL's and SQLite's INSERT ... ON CONFLICT constructs have no cache key in
+# SQLAlchemy 2.0: they are compiled again on every execution. The common paths use
+# statements that are cached instead: a plain INSERT in autocommit on PostgreSQL (a
+# duplicate is the unique violation, which aborts nothing outside a transaction) and
+# INSERT OR IGNORE on SQLite. ON CONFLICT remains for the rare PostgreSQL retry inside a
+# transaction, where a failed statement would abort the transaction.
+_IDEM_INSERT = insert(_IDEM)
+_IDEM_INSERT_OR_IGNORE = insert(_IDEM).prefix_with("OR IGNORE", dialect="sqlite")
 _IDEM_INSERT_PG = pg_insert(_IDEM).on_conflict_do_nothing(index_elements=_IDEM_KEY_COLUMNS)
-_IDEM_INSERT_SQLITE = sqlite_insert(_IDEM).on_conflict_do_nothing(index_elements=_IDEM_KEY_COLUMNS)
 
 
 async def insert_idempotency_key(s: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert a fresh in-progress key; False if it already exists (any state).
+    """Insert a fresh in-progress key in a transaction; False if it exists (any state).
 
-    ON CONFLICT DO NOTHING (both stores support it) instead of catching the unique
-    violation: no savepoint, one statement. On PostgreSQL a concurrent insert of the same key
-    waits for the other transaction and then reports the conflict.
+    No savepoint, one statement. On PostgreSQL a concurrent insert of the same key waits for
+    the other transaction and then reports the conflict.
     """
     dialect = s.get_bind().dialect.name
-    stmt = _IDEM_INSERT_PG if dialect == "postgresql" else _IDEM_INSERT_SQLITE
+    stmt = _IDEM_INSERT_PG if dialect == "postgresql" else _IDEM_INSERT_OR_IGNORE
     res = await s.execute(stmt, values)
     return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def try_insert_idempotency_key(s: AsyncSession, values: dict[str, Any]) -> bool:
+    """`insert_idempotency_key` for an autocommit session on PostgreSQL only."""
+    try:
+        await s.execute(_IDEM_INSERT, values)
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            return False
+        raise
+    return True
 
 
 async def take_over_idempotency_key(
