@@ -191,11 +191,10 @@ def booking_values(
 
 PG_KEY = (
     "SELECT api_keys.id, api_keys.account_id, api_keys.agent_id, api_keys.key_hash, "
-    "api_keys.prefix, api_keys.name, api_keys.created_at, api_keys.revoked_at, agents.id AS id_1, "
-    "agents.account_id AS account_id_1, agents.name AS name_1, agents.scopes, "
-    "agents.allowed_business_ids, agents.default_meeting_class, agents.created_at AS created_at_1, "
-    "agents.updated_at, agents.deleted_at FROM api_keys LEFT OUTER JOIN agents "
-    "ON agents.id = api_keys.agent_id WHERE api_keys.key_hash = $1::VARCHAR"
+    "api_keys.revoked_at, agents.scopes AS agent_scopes, agents.allowed_business_ids AS "
+    "agent_allowed_business_ids, agents.default_meeting_class AS agent_default_meeting_class, "
+    "agents.deleted_at AS agent_deleted_at, agents.id AS agent_row_id FROM api_keys LEFT OUTER "
+    "JOIN agents ON agents.id = api_keys.agent_id WHERE api_keys.key_hash = $1::VARCHAR"
 )
 PG_IDEM_INSERT = (
     "INSERT INTO idempotency_keys (account_id, key, fingerprint, state, owner_token, locked_at, "

@@ -44,23 +44,24 @@ async def actor_for_key(db: Database, raw: str) -> Actor | None:
         found = await repo.find_key_by_hash(s, digest)
     if found is None:
         return None
-    key, agent = found
+    key = found
     # The lookup was by hash; compare again in constant time so a timing side channel on
     # the index lookup cannot be turned into a key oracle.
     if not keys.matches(raw, key.key_hash) or key.revoked_at is not None:
         return None
     if key.agent_id is None:
         return Actor(account_id=key.account_id, key_id=key.id)
-    if agent is None or agent.deleted_at is not None:
+    if key.agent_row_id is None or key.agent_deleted_at is not None:
         return None
-    allowed = None if "*" in agent.allowed_business_ids else frozenset(agent.allowed_business_ids)
+    allowed_ids = key.agent_allowed_business_ids
+    allowed = None if "*" in allowed_ids else frozenset(allowed_ids)
     return Actor(
         account_id=key.account_id,
         key_id=key.id,
-        agent_id=agent.id,
-        scopes=frozenset(agent.scopes),
+        agent_id=key.agent_id,
+        scopes=frozenset(key.agent_scopes),
         allowed_business_ids=allowed,
-        default_meeting_class=agent.default_meeting_class,
+        default_meeting_class=key.agent_default_meeting_class,
     )
 
 

@@ -89,16 +89,31 @@ async def list_accounts(s: AsyncSession) -> Sequence[tuple[Account, int]]:
     return [(account, int(count)) for account, count in rows.all()]
 
 
+# Plain rows, not ORM objects: every request authenticates, and loading two mapped objects
+# into a throwaway session cost more than the lookup itself.
+_KEY_T: Table = ApiKey.__table__  # type: ignore[assignment]
+_AGENT_T: Table = Agent.__table__  # type: ignore[assignment]
 _KEY_BY_HASH = (
-    select(ApiKey, Agent)
-    .outerjoin(Agent, Agent.id == ApiKey.agent_id)
-    .where(ApiKey.key_hash == bindparam("key_hash"))
+    select(
+        _KEY_T.c.id,
+        _KEY_T.c.account_id,
+        _KEY_T.c.agent_id,
+        _KEY_T.c.key_hash,
+        _KEY_T.c.revoked_at,
+        _AGENT_T.c.scopes.label("agent_scopes"),
+        _AGENT_T.c.allowed_business_ids.label("agent_allowed_business_ids"),
+        _AGENT_T.c.default_meeting_class.label("agent_default_meeting_class"),
+        _AGENT_T.c.deleted_at.label("agent_deleted_at"),
+        _AGENT_T.c.id.label("agent_row_id"),
+    )
+    .select_from(_KEY_T.outerjoin(_AGENT_T, _AGENT_T.c.id == _KEY_T.c.agent_id))
+    .where(_KEY_T.c.key_hash == bindparam("key_hash"))
 )
 
 
-async def find_key_by_hash(s: AsyncSession, key_hash: str) -> tuple[ApiKey, Agent | None] | None:
-    row = (await s.execute(_KEY_BY_HASH, {"key_hash": key_hash})).first()
-    return None if row is None else (row[0], row[1])
+async def find_key_by_hash(s: AsyncSession, key_hash: str) -> Row[Any] | None:
+    """The key's row and its agent's (`agent_*` columns, None without an agent)."""
+    return (await s.execute(_KEY_BY_HASH, {"key_hash": key_hash})).first()
 
 
 async def get_key(s: AsyncSession, account_id: str, key_id: str) -> ApiKey | None:
