@@ -17,7 +17,7 @@ does exactly the work it does for the API:
    SELECT meeting_classes                               (load_scheduling)
    SELECT reservations LEFT JOIN bookings (+-3 days)    (load_occupancy)
    SELECT busy_intervals (+-3 days), SELECT calendars (packed busy) (load_occupancy)
-   INSERT bookings; INSERT reservations RETURNING id    (flush)
+   INSERT bookings; INSERT reservations (RETURNING id on PostgreSQL only)
    SELECT webhook_endpoints                             (events.booking_event)
    UPDATE idempotency_keys SET state='completed', ...   (complete_idempotency_key)
    INSERT audit_log; INSERT outbox (confirmation mail)  (flush at commit)
@@ -440,7 +440,9 @@ SQ = {
         "busy": PG_BUSY,
         "busy_calendars": PG_BUSY_CALENDARS,
         "insert_booking": PG_INSERT_BOOKING,
-        "insert_reservation": PG_INSERT_RESERVATION,
+        # A Core INSERT of one row: SQLAlchemy fetches the new id with RETURNING on
+        # PostgreSQL and from the cursor's lastrowid on SQLite.
+        "insert_reservation": PG_INSERT_RESERVATION.removesuffix(" RETURNING reservations.id"),
         "idem_complete": PG_IDEM_COMPLETE,
         "insert_audit": PG_INSERT_AUDIT,
         "write_calendar": PG_WRITE_CALENDAR,
@@ -524,7 +526,7 @@ def sqlite_book(
         x(
             SQ["insert_reservation"],
             (biz, "booking", v.booking_id, None, start, end, 50, 0, 0, None, 1),
-        ).fetchall()
+        )
         x(SQ["write_calendar"], (biz, *WRITE_ROLES)).fetchall()
         x(SQ["webhook_endpoints"], (acct,)).fetchall()
         cur = x(

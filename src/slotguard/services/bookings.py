@@ -240,9 +240,7 @@ async def book(
         end=end,
         details=details,
     )
-    s.add(booking)
-    s.add(reservation_for(booking))
-    await flush_reservations(s)
+    await flush_reservations(s, new=(booking, [reservation_for(booking)]))
     audit.record(
         s,
         ctx,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ from slotguard.domain.errors import DomainError, SlotConflict, VersionConflict
 from slotguard.ids import new_id
 from slotguard.services.context import RequestContext
 from slotguard.store import repositories as repo
-from slotguard.store.models import Booking, Reservation
+from slotguard.store.models import Booking, Hold, Reservation
 
 
 def snapshot(b: Booking) -> dict[str, Any]:
@@ -107,15 +108,24 @@ def check_if_match(booking: Booking, if_match: int | None) -> None:
         raise VersionConflict(current_version=booking.version)
 
 
-async def flush_reservations(s: AsyncSession, *, conflict: DomainError | None = None) -> None:
-    """Flush, turning the database's own overlap verdict (PostgreSQL 23P01) into a 409.
+async def flush_reservations(
+    s: AsyncSession,
+    *,
+    conflict: DomainError | None = None,
+    new: tuple[Booking | Hold, Sequence[Reservation]] | None = None,
+) -> None:
+    """Flush (and insert `new`: a booking or hold with its reservations), turning the
+    database's own overlap verdict (PostgreSQL 23P01) into a 409.
 
     The business row lock makes this unreachable in normal operation; it is the last line:
     whatever a bug above it lets through, the exclusion constraint refuses. No savepoint:
     the error aborts the whole unit of work, which the caller's transaction rolls back.
     """
     try:
-        await s.flush()
+        if new is None:
+            await s.flush()
+        else:
+            await repo.insert_reserving(s, *new)
     except IntegrityError as exc:
         if repo.sqlstate_of(exc) == repo.EXCLUSION_VIOLATION:
             raise (conflict or SlotConflict(reason="overlaps_booking")) from None

@@ -197,24 +197,27 @@ async def create_hold(
         created_at=ctx.now,
         updated_at=ctx.now,
     )
-    s.add(hold)
-    for x in chosen:
-        s.add(
-            Reservation(
-                business_id=hold.business_id,
-                kind="hold",
-                booking_id=None,
-                hold_id=hold.id,
-                start_at=x.start,
-                end_at=x.end,
-                priority=hold.priority,
-                buffer_before_minutes=sched.terms.buffer_before_minutes,
-                buffer_after_minutes=sched.terms.buffer_after_minutes,
-                expires_at=hold.expires_at,
-                active=True,
-            )
+    reservations = [
+        Reservation(
+            business_id=hold.business_id,
+            kind="hold",
+            booking_id=None,
+            hold_id=hold.id,
+            start_at=x.start,
+            end_at=x.end,
+            priority=hold.priority,
+            buffer_before_minutes=sched.terms.buffer_before_minutes,
+            buffer_after_minutes=sched.terms.buffer_after_minutes,
+            expires_at=hold.expires_at,
+            active=True,
         )
-    await flush_reservations(s, conflict=_no_slots(ctx, sched, None, (window_start, window_end)))
+        for x in chosen
+    ]
+    await flush_reservations(
+        s,
+        conflict=_no_slots(ctx, sched, None, (window_start, window_end)),
+        new=(hold, reservations),
+    )
     decision = "preempt" if displaced.booking_ids else "accept"
     audit.record(
         s,
@@ -338,9 +341,7 @@ async def confirm_hold(
         details=details,
         hold_id=hold.id,
     )
-    s.add(booking)
-    s.add(reservation_for(booking))
-    await flush_reservations(s)
+    await flush_reservations(s, new=(booking, [reservation_for(booking)]))
     hold.status = "confirmed"
     hold.booking_id = booking.id
     hold.updated_at = ctx.now
