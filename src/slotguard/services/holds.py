@@ -43,7 +43,7 @@ from slotguard.services.scheduling import (
 from slotguard.store import hold_repo
 from slotguard.store import repositories as repo
 from slotguard.store.db import Database
-from slotguard.store.models import Booking, Hold, Reservation
+from slotguard.store.models import Booking, Business, Hold, Reservation
 
 log = structlog.get_logger("slotguard.holds")
 
@@ -243,22 +243,31 @@ async def create_hold(
 async def get_hold(
     s: AsyncSession, ctx: RequestContext, hold_id: str, *, lock: bool = False
 ) -> Hold:
-    """The hold, checked against the key's fence.
-
-    With `lock`, the business row is locked before the hold's, the order every writer uses
-    (a preempting request locks the business, then the holds it takes), so no two writers
-    can deadlock.
-    """
+    """The hold, checked against the key's fence (locked as `lock_hold` does, with `lock`)."""
+    if lock:
+        return (await lock_hold(s, ctx, hold_id))[0]
     hold = await repo.get_hold(s, ctx.account_id, hold_id)
     if hold is None:
         raise HoldNotFound()
     ctx.actor.require_business(hold.business_id)
-    if lock:
-        await repo.lock_business(s, ctx.account_id, hold.business_id)
-        hold = await repo.get_hold(s, ctx.account_id, hold_id, for_update=True)
-        if hold is None:  # holds are never deleted; this only narrows the type
-            raise HoldNotFound()
     return hold
+
+
+async def lock_hold(
+    s: AsyncSession, ctx: RequestContext, hold_id: str
+) -> tuple[Hold, Business | None]:
+    """The hold and its business (None if deleted), both rows locked.
+
+    The business row is locked before the hold's, the order every writer uses (a
+    preempting request locks the business, then the holds it takes), so no two writers
+    can deadlock.
+    """
+    hold = await get_hold(s, ctx, hold_id)
+    business = await repo.lock_business(s, ctx.account_id, hold.business_id)
+    locked = await repo.get_hold(s, ctx.account_id, hold_id, for_update=True)
+    if locked is None:  # holds are never deleted; this only narrows the type
+        raise HoldNotFound()
+    return locked, business
 
 
 async def release_hold(s: AsyncSession, ctx: RequestContext, hold_id: str) -> Hold:
@@ -309,9 +318,8 @@ async def confirm_hold(
 
     `manage_url` (booking pages, §12) goes into the customer's confirmation mail.
     """
-    hold = await get_hold(s, ctx, hold_id, lock=True)
+    hold, business = await lock_hold(s, ctx, hold_id)
     _check_confirmable(hold, ctx.now)
-    business = await repo.lock_business(s, ctx.account_id, hold.business_id)
     if business is None:
         raise HoldNotFound()
     slots = hold_slots(hold)
