@@ -48,7 +48,7 @@ MEETING = dt.timedelta(minutes=30)
 # Targets (printed next to the figures; never enforced).
 TARGET_SLOTS_HTTP_P99_MS = 20.0
 TARGET_PG_API_RAW_RATIO = 0.40
-TARGET_PEAK_RSS_MB = 200.0
+TARGET_PEAK_RSS_MB = 150.0
 
 # Scenario 1: one business with realistic rules and a month of busy time.
 AVAIL_TZ = "Europe/Berlin"
