@@ -16,7 +16,7 @@ does exactly the work it does for the API:
    where BEGIN IMMEDIATE serialises writers)           (load_scheduling)
    SELECT meeting_classes                               (load_scheduling)
    SELECT reservations LEFT JOIN bookings (+-3 days)    (load_occupancy)
-   SELECT busy_intervals (+-3 days), SELECT calendars (packed busy) (load_occupancy)
+   SELECT calendars UNION ALL posted busy_intervals, packed (+-3 days) (load_occupancy)
    INSERT bookings; INSERT reservations (RETURNING id on PostgreSQL only)
    SELECT webhook_endpoints                             (events.booking_event)
    UPDATE idempotency_keys SET state='completed', ...   (complete_idempotency_key)
@@ -51,8 +51,6 @@ import asyncpg
 
 UTC = dt.UTC
 MARGIN = dt.timedelta(days=3)  # services/scheduling.py BLOCKER_MARGIN
-# calendars.role values the server binds (store/calendar_repo.py).
-BUSY_ROLES = ("busy", "both")
 WRITE_ROLES = ("write", "both")
 
 
@@ -229,16 +227,31 @@ PG_RESERVATIONS = (
     "AND reservations.end_at > $3::TIMESTAMP WITH TIME ZONE "
     "ORDER BY reservations.start_at, reservations.id"
 )
+# Busy time, one statement (store/repositories.py `busy_periods`): the busy calendars' rows
+# (packed copies, sync states), then one row with the posted busy time of the window packed
+# into one text. SQLite spells the aggregate differently (SQLITE_BUSY).
 PG_BUSY = (
-    "SELECT busy_intervals.start_at, busy_intervals.end_at FROM busy_intervals "
+    "SELECT calendars.id, calendars.copy_generation, calendars.busy_packed, calendars.status, "
+    "calendars.last_synced_at FROM calendars WHERE calendars.business_id = $1::VARCHAR "
+    "AND calendars.role IN ('busy', 'both') UNION ALL SELECT NULL AS anon_1, 0, "
+    "(SELECT string_agg(CAST(CAST(EXTRACT(epoch FROM busy_intervals.start_at) * 1000000 "
+    "AS BIGINT) AS VARCHAR) || '/' || CAST(CAST(EXTRACT(epoch FROM busy_intervals.end_at) "
+    "* 1000000 AS BIGINT) AS VARCHAR), ',' ORDER BY busy_intervals.start_at, "
+    "busy_intervals.end_at) AS string_agg_1 FROM busy_intervals "
     "WHERE busy_intervals.business_id = $1::VARCHAR "
     "AND busy_intervals.start_at < $2::TIMESTAMP WITH TIME ZONE "
-    "AND busy_intervals.end_at > $3::TIMESTAMP WITH TIME ZONE"
+    "AND busy_intervals.end_at > $3::TIMESTAMP WITH TIME ZONE) AS anon_2, "
+    "NULL AS anon__1, NULL AS anon__2"
 )
-# Connected calendars' busy time: one packed value per calendar (store/calendar_repo.py).
-PG_BUSY_CALENDARS = (
-    "SELECT calendars.id, calendars.copy_generation, calendars.busy_packed FROM calendars "
-    "WHERE calendars.business_id = $1::VARCHAR AND calendars.role IN ($2::VARCHAR, $3::VARCHAR)"
+SQLITE_BUSY = (
+    "SELECT calendars.id, calendars.copy_generation, calendars.busy_packed, calendars.status, "
+    "calendars.last_synced_at FROM calendars WHERE calendars.business_id = ? "
+    "AND calendars.role IN ('busy', 'both') UNION ALL SELECT NULL AS anon_1, 0, "
+    "group_concat(posted.start_at || '/' || posted.end_at, ',') AS group_concat_1, "
+    "NULL AS anon__1, NULL AS anon__2 FROM (SELECT busy_intervals.start_at AS start_at, "
+    "busy_intervals.end_at AS end_at FROM busy_intervals WHERE busy_intervals.business_id = ? "
+    "AND busy_intervals.start_at < ? AND busy_intervals.end_at > ? "
+    "ORDER BY busy_intervals.start_at, busy_intervals.end_at) AS posted"
 )
 PG_WRITE_CALENDAR = (
     "SELECT calendars.id FROM calendars WHERE calendars.business_id = $1::VARCHAR "
@@ -317,8 +330,7 @@ async def pg_book(conn: asyncpg.Connection, ctx: RawContext, v: BookingValues) -
         await conn.fetchrow(PG_MEETING_CLASS, acct, "default")
         # (expired holds are cleared only when the read finds one: none here)
         await conn.fetch(PG_RESERVATIONS, biz, hi, lo)
-        await conn.fetch(PG_BUSY, biz, hi, lo)
-        await conn.fetch(PG_BUSY_CALENDARS, biz, *BUSY_ROLES)
+        await conn.fetch(PG_BUSY, biz, hi, lo)  # busy calendars + posted busy time
         await conn.execute(
             PG_INSERT_BOOKING, v.booking_id, acct, biz, "default", 50, 0, 0, "confirmed",
             v.start, v.end, "Meeting", None, "bench@example.com", None, "[]", "{}", None,
@@ -437,8 +449,6 @@ SQ = {
         "lock_business": PG_LOCK_BUSINESS,
         "meeting_class": PG_MEETING_CLASS,
         "reservations": PG_RESERVATIONS,
-        "busy": PG_BUSY,
-        "busy_calendars": PG_BUSY_CALENDARS,
         "insert_booking": PG_INSERT_BOOKING,
         # A Core INSERT of one row: SQLAlchemy fetches the new id with RETURNING on
         # PostgreSQL and from the cursor's lastrowid on SQLite.
@@ -450,6 +460,7 @@ SQ = {
         "insert_outbox": PG_INSERT_OUTBOX,
     }.items()
 }
+SQ["busy"] = SQLITE_BUSY
 
 
 def _ts(value: dt.datetime) -> str:
@@ -515,8 +526,7 @@ def sqlite_book(
         x(SQ["lock_business"], (acct, biz)).fetchall()  # business + account rules
         x(SQ["meeting_class"], (acct, "default")).fetchall()
         x(SQ["reservations"], (biz, hi, lo)).fetchall()
-        x(SQ["busy"], (biz, hi, lo)).fetchall()
-        x(SQ["busy_calendars"], (biz, *BUSY_ROLES)).fetchall()
+        x(SQ["busy"], (biz, biz, hi, lo)).fetchall()  # busy calendars + posted busy time
         x(
             SQ["insert_booking"],
             (v.booking_id, acct, biz, "default", 50, 0, 0, "confirmed", start, end, "Meeting",
@@ -648,6 +658,8 @@ def replayed_shapes(store: str) -> list[str]:
     from sqlcapture import shape
 
     def s(sql: str) -> str:
+        if sql is PG_BUSY and store != "postgres":
+            sql = SQLITE_BUSY
         out = shape(sql if store == "postgres" else _pg_to_sqlite(sql))
         assert out is not None
         return out
@@ -658,7 +670,7 @@ def replayed_shapes(store: str) -> list[str]:
         s(PG_KEY),
         *claim,
         s(PG_LOCK_BUSINESS), s(PG_MEETING_CLASS),
-        s(PG_RESERVATIONS), s(PG_BUSY), s(PG_BUSY_CALENDARS), s(PG_INSERT_BOOKING),
+        s(PG_RESERVATIONS), s(PG_BUSY), s(PG_INSERT_BOOKING),
         s(PG_INSERT_RESERVATION),
         s(PG_WRITE_CALENDAR), s(PG_WEBHOOK_ENDPOINTS), s(PG_IDEM_COMPLETE), s(PG_INSERT_AUDIT),
         s(PG_INSERT_OUTBOX),

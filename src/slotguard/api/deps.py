@@ -85,10 +85,12 @@ def context(scope: Scope | None) -> Callable[..., Awaitable[RequestContext]]:
         actor = await authenticate(request)
         if scope is not None:
             actor.require_scope(scope)
+        settings = getattr(request.app.state, "settings", None)
         return RequestContext(
             actor=actor,
             request_id=request.scope.get("state", {}).get("request_id"),
             now=dt.datetime.now(dt.UTC),
+            calendar_sync_seconds=None if settings is None else settings.calendar_sync_seconds,
         )
 
     return dependency

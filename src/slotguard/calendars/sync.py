@@ -26,7 +26,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -122,7 +122,18 @@ def stale_after(interval_s: float) -> dt.timedelta:
     return max(dt.timedelta(seconds=3 * interval_s), dt.timedelta(minutes=15))
 
 
-def is_stale(cal: Calendar, now: dt.datetime, interval_s: float) -> bool:
+class SyncState(Protocol):
+    """What staleness depends on: a calendar row, or its state as a busy read found it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def last_synced_at(self) -> dt.datetime | None: ...
+
+
+def is_stale(cal: SyncState, now: dt.datetime, interval_s: float) -> bool:
     if cal.status in ("error", "auth_failed") or cal.last_synced_at is None:
         return True
     return now - cal.last_synced_at > stale_after(interval_s)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slotguard.domain.arbitration import Caller
 from slotguard.domain.availability import Interval, compute_slots
 from slotguard.domain.errors import ValidationFailed, WindowTooLarge
-from slotguard.services.calendars import stale_warnings
+from slotguard.services.calendars import calendar_warnings
 from slotguard.services.context import RequestContext
 from slotguard.services.scheduling import Scheduling, load_occupancy, load_scheduling
 
@@ -86,5 +86,5 @@ async def get_slots(
         bookings_per_day=occ.per_day(sched.tz),
         limit=limit,
     )
-    warnings = await stale_warnings(s, sched.business.id, now=ctx.now)
+    warnings = calendar_warnings(occ.calendars, now=ctx.now, interval_s=ctx.calendar_sync_seconds)
     return SlotsResult(scheduling=sched, duration=duration, slots=slots, warnings=warnings)

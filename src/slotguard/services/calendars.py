@@ -7,7 +7,7 @@ transaction opens (`prepare_connection`), so a slow provider never holds a datab
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,13 @@ from slotguard.calendars.http import split_userinfo
 from slotguard.calendars.oauth import PROVIDERS as OAUTH_PROVIDERS
 from slotguard.calendars.oauth import TokenGrant
 from slotguard.calendars.registry import PROVIDERS, get_spec
-from slotguard.calendars.sync import SyncConfig, build_context, is_stale, open_credentials
+from slotguard.calendars.sync import (
+    SyncConfig,
+    SyncState,
+    build_context,
+    is_stale,
+    open_credentials,
+)
 from slotguard.calendars.tokens import RefreshTokenGrant, store_initial_token
 from slotguard.config import get_settings
 from slotguard.domain.errors import (
@@ -484,11 +490,21 @@ async def stale_warnings(
     s: AsyncSession, business_id: str, *, now: dt.datetime, interval_s: float | None = None
 ) -> list[dict[str, Any]]:
     """``calendar_stale`` warnings for the busy calendars of a business whose copy is old,
-    failing or not there yet (its last good copy is used all the same)."""
+    failing or not there yet (its last good copy is used all the same). ``interval_s``:
+    the serving app's sync interval (`RequestContext.calendar_sync_seconds`)."""
+    states = await calendar_repo.busy_calendars(s, business_id)
+    return calendar_warnings(states, now=now, interval_s=interval_s)
+
+
+def calendar_warnings(
+    states: Iterable[SyncState], *, now: dt.datetime, interval_s: float | None
+) -> list[dict[str, Any]]:
+    """`stale_warnings` of calendar states already read (e.g. by the busy read)."""
+    interval = interval_s if interval_s is not None else get_settings().calendar_sync_seconds
     return [
         {"code": "calendar_stale", "calendar_id": cal.id}
-        for cal in await calendar_repo.busy_calendars(s, business_id)
-        if is_stale(cal, now, interval_s or get_settings().calendar_sync_seconds)
+        for cal in states
+        if is_stale(cal, now, interval)
     ]
 
 

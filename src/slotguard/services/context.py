@@ -47,6 +47,9 @@ class RequestContext:
     actor: Actor
     request_id: str | None
     now: dt.datetime
+    # The sync interval of the app serving the request (its settings, not the process's):
+    # staleness warnings are relative to it. None = the process-wide settings.
+    calendar_sync_seconds: float | None = None
 
     @property
     def account_id(self) -> str:

@@ -236,7 +236,9 @@ async def create_hold(
             "preempted_bookings": displaced.booking_ids,
         },
     )
-    warnings = await stale_warnings(s, sched.business.id, now=ctx.now)
+    warnings = await stale_warnings(
+        s, sched.business.id, now=ctx.now, interval_s=ctx.calendar_sync_seconds
+    )
     return HoldDecision(hold=hold, decision=decision, displaced=displaced, warnings=warnings)
 
 

@@ -7,7 +7,9 @@ exactly the same rules to exactly the same blockers.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -25,6 +27,7 @@ from slotguard.services.businesses import (
 )
 from slotguard.services.context import RequestContext
 from slotguard.store import repositories as repo
+from slotguard.store.busy import BusyPeriods, CalendarState
 from slotguard.store.models import Business
 
 DEFAULT_DURATION_MINUTES = 30
@@ -122,6 +125,8 @@ class Occupancy:
     # Hold rows past expiry that are still marked active: they block nothing, but a writer
     # must clear them before inserting over them (the exclusion constraint cannot see time).
     stale_holds: bool = False
+    # The business's busy calendars as the busy read found them (for staleness warnings).
+    calendars: Sequence[CalendarState] = ()
 
     def blockers(
         self,
@@ -208,9 +213,21 @@ async def load_occupancy(
                 committed_at=booked_at or now,
             )
         )
-    for b_start, b_end in await repo.busy_between(s, business_id, start=lo, end=hi):
-        occ.busy.append(Blocker(start=b_start, end=b_end, kind="busy"))
+    found = await repo.busy_periods(s, business_id, start=lo, end=hi)
+    for w in found.windows:
+        occ.busy += _busy_blockers(w.periods)[w.first : w.last]
+    occ.calendars = found.calendars
     return occ
+
+
+@functools.lru_cache(maxsize=256)
+def _busy_blockers(periods: BusyPeriods) -> tuple[Blocker, ...]:
+    # Keyed by the decoded object (identity), which the store hands out once per packed
+    # text: the blockers of a calendar copy or a busy window are built once, not per read.
+    return tuple(
+        Blocker(start=a, end=b, kind="busy")
+        for a, b in zip(periods.starts, periods.ends, strict=True)
+    )
 
 
 async def clear_stale_holds(

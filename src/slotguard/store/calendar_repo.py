@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
-import functools
 import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
+from slotguard.store.busy import (
+    BusyPeriods,
+    BusyRead,
+    BusyWindow,
+    CalendarState,
+    copy_periods,
+)
 from slotguard.store.models import (
     Calendar,
     CalendarBusy,
@@ -309,27 +315,11 @@ def pack_periods(periods: Iterable[tuple[dt.datetime, dt.datetime]]) -> str:
     return json.dumps(merged, separators=(",", ":"))
 
 
-@functools.lru_cache(maxsize=128)
-def _decoded(packed: str) -> tuple[tuple[dt.datetime, ...], tuple[dt.datetime, ...]]:
-    """Starts and ends of a packed copy. Keyed by the text itself, so a changed copy is a
-    new entry and nothing is ever stale; the periods are disjoint and sorted, so both
-    tuples are sorted."""
-    fromts = dt.datetime.fromtimestamp
-    pairs = json.loads(packed)
-    return (
-        tuple(fromts(a, dt.UTC) for a, _ in pairs),
-        tuple(fromts(b, dt.UTC) for _, b in pairs),
-    )
-
-
 def unpack_periods(
     packed: str, *, start: dt.datetime, end: dt.datetime
 ) -> list[tuple[dt.datetime, dt.datetime]]:
     """The packed periods that overlap ``[start, end)``."""
-    starts, ends = _decoded(packed)
-    first = bisect.bisect_right(ends, start)  # the first that ends after `start`
-    last = bisect.bisect_left(starts, end)  # past the last that starts before `end`
-    return list(zip(starts[first:last], ends[first:last], strict=True))
+    return copy_periods(packed).window(start, end).pairs()
 
 
 async def refresh_summary(s: AsyncSession, cal: Calendar) -> None:
@@ -363,32 +353,65 @@ async def calendar_busy_between(
     return [(r[0], r[1]) for r in rows]
 
 
-_BUSY_CALENDARS = select(Calendar.id, Calendar.copy_generation, Calendar.busy_packed).where(
-    Calendar.business_id == bindparam("business_id"), Calendar.role.in_(BUSY_ROLES)
+_calendars = Calendar.__table__.c
+# The busy calendars of a business: what their busy time and staleness need. Table columns
+# (plain rows): `repositories.busy_periods` sends it in one statement with the posted busy
+# time, as its first part.
+BUSY_CALENDARS = select(
+    _calendars.id,
+    _calendars.copy_generation,
+    _calendars.busy_packed,
+    _calendars.status,
+    _calendars.last_synced_at,
+).where(
+    _calendars.business_id == bindparam("business_id"),
+    # The roles as literals: an IN of bound values would be expanded on every execution.
+    _calendars.role.in_([literal_column(f"'{role}'") for role in BUSY_ROLES]),
 )
+_COPY_ROWS = select(CalendarBusy.start_at, CalendarBusy.end_at).where(
+    CalendarBusy.calendar_id == bindparam("calendar_id"),
+    CalendarBusy.generation == bindparam("generation"),
+    CalendarBusy.start_at < bindparam("end"),
+    CalendarBusy.end_at > bindparam("start"),
+)
+
+
+async def calendar_busy(
+    s: AsyncSession, rows: Sequence[Row[Any]], *, start: dt.datetime, end: dt.datetime
+) -> BusyRead:
+    """Busy time in ``[start, end)`` of the calendars in ``rows`` (`BUSY_CALENDARS`), from
+    their current copies: the packed value (rows are read only for a copy not packed yet),
+    and their sync states for staleness warnings."""
+    out: list[BusyWindow] = []
+    for calendar_id, generation, packed, _, _ in rows:
+        if packed is not None:
+            out.append(copy_periods(packed).window(start, end))
+        elif generation > 0:
+            found = sorted(
+                (r[0], r[1])
+                for r in await s.execute(
+                    _COPY_ROWS,
+                    {
+                        "calendar_id": calendar_id,
+                        "generation": generation,
+                        "start": start,
+                        "end": end,
+                    },
+                )
+            )
+            periods = BusyPeriods(
+                tuple(a for a, _ in found), tuple(b for _, b in found), disjoint=False
+            )
+            out.append(BusyWindow(periods, 0, len(found)))
+    return BusyRead(windows=out, calendars=[CalendarState(r[0], r[3], r[4]) for r in rows])
 
 
 async def business_calendar_busy(
     s: AsyncSession, business_id: str, *, start: dt.datetime, end: dt.datetime
-) -> list[tuple[dt.datetime, dt.datetime]]:
-    """Busy time in ``[start, end)`` from the current copies of a business's busy calendars:
-    one packed value per calendar (rows only for a copy not packed yet)."""
-    cals = (await s.execute(_BUSY_CALENDARS, {"business_id": business_id})).all()
-    out: list[tuple[dt.datetime, dt.datetime]] = []
-    for calendar_id, generation, packed in cals:
-        if packed is not None:
-            out += unpack_periods(packed, start=start, end=end)
-        elif generation > 0:
-            rows = await s.execute(
-                select(CalendarBusy.start_at, CalendarBusy.end_at).where(
-                    CalendarBusy.calendar_id == calendar_id,
-                    CalendarBusy.generation == generation,
-                    CalendarBusy.start_at < end,
-                    CalendarBusy.end_at > start,
-                )
-            )
-            out += [(r[0], r[1]) for r in rows]
-    return out
+) -> BusyRead:
+    """`calendar_busy` of a business's busy calendars."""
+    rows = (await s.execute(BUSY_CALENDARS, {"business_id": business_id})).all()
+    return await calendar_busy(s, rows, start=start, end=end)
 
 
 # -- write-back links --------------------------------------------------------------------

@@ -7,25 +7,34 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Row,
     Select,
+    String,
     Table,
     and_,
     bindparam,
+    cast,
     delete,
     func,
     insert,
     inspect,
+    literal_column,
+    null,
     or_,
     select,
+    type_coerce,
+    union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
 from slotguard.store import calendar_repo, deferred
+from slotguard.store.busy import BusyRead, BusyWindow, posted_periods
 from slotguard.store.models import (
     Account,
     Agent,
@@ -355,20 +364,93 @@ async def active_claims(
     return [(r, r[-1]) for r in rows]
 
 
-_POSTED_BUSY = select(BusyInterval.start_at, BusyInterval.end_at).where(
-    BusyInterval.business_id == bindparam("business_id"),
-    BusyInterval.start_at < bindparam("end"),
-    BusyInterval.end_at > bindparam("start"),
+_busy = BusyInterval.__table__.c
+_POSTED_BUSY_WHERE = (
+    _busy.business_id == bindparam("business_id"),
+    _busy.start_at < bindparam("end"),
+    _busy.end_at > bindparam("start"),
 )
+# Posted busy time in a window as ONE text value (see `BusyPeriods`): an availability read
+# meets hundreds of rows, and turning each row's two instants into objects one at a time cost
+# more than the rest of the read. SQLite sends its stored instant text; PostgreSQL epoch
+# microseconds (exact, and independent of the session's TimeZone). Both in (start, end)
+# order, so the same rows are the same text.
+_SLASH: Any = literal_column("'/'")
+_COMMA: Any = literal_column("','")
+_MICROS: Any = literal_column("1000000")
+_posted_rows = (
+    select(_busy.start_at, _busy.end_at)
+    .where(*_POSTED_BUSY_WHERE)
+    .order_by(_busy.start_at, _busy.end_at)
+    .subquery("posted")
+)
+
+
+def _pg_micros(column: Any) -> Any:
+    return cast(cast(func.extract("epoch", column) * _MICROS, BigInteger), String())
+
+
+def _with_posted(packed: Any, source: Any = None) -> Any:
+    # One statement: the busy calendars' rows, then one row (id NULL) with the posted text.
+    posted = select(null(), literal_column("0"), packed, null(), null())
+    posted = posted.select_from(source) if source is not None else posted
+    return union_all(calendar_repo.BUSY_CALENDARS, posted)
+
+
+_BUSY_SQLITE = _with_posted(
+    func.group_concat(
+        type_coerce(_posted_rows.c.start_at, String())
+        + _SLASH
+        + type_coerce(_posted_rows.c.end_at, String()),
+        _COMMA,
+        type_=String(),
+    ),
+    _posted_rows,
+)
+_BUSY_PG = _with_posted(
+    func.string_agg(
+        _pg_micros(_busy.start_at) + _SLASH + _pg_micros(_busy.end_at),
+        aggregate_order_by(_COMMA, _busy.start_at, _busy.end_at),
+        type_=String(),
+    )
+    .select()
+    .where(*_POSTED_BUSY_WHERE)
+    .scalar_subquery()
+)
+
+
+async def busy_periods(
+    s: AsyncSession, business_id: str, *, start: dt.datetime, end: dt.datetime
+) -> BusyRead:
+    """Busy time overlapping [start, end): posted over the API and from connected calendars
+    (their local copies), which blocks exactly the same way; periods may overlap. One
+    statement, unless a calendar's copy is not packed yet."""
+    postgres = s.get_bind().dialect.name == "postgresql"
+    rows = (
+        await s.execute(
+            _BUSY_PG if postgres else _BUSY_SQLITE,
+            {"business_id": business_id, "start": start, "end": end},
+        )
+    ).all()
+    packed = next((r[2] for r in rows if r[0] is None), None)
+    found = await calendar_repo.calendar_busy(
+        s, [r for r in rows if r[0] is not None], start=start, end=end
+    )
+    if packed:
+        posted = posted_periods(packed, postgres=postgres)
+        found.windows.insert(0, BusyWindow(posted, 0, len(posted.starts)))
+    return found
 
 
 async def busy_between(
     s: AsyncSession, business_id: str, *, start: dt.datetime, end: dt.datetime
 ) -> Sequence[tuple[dt.datetime, dt.datetime]]:
-    rows = await s.execute(_POSTED_BUSY, {"business_id": business_id, "start": start, "end": end})
-    # Busy time from connected calendars (their local copies) blocks exactly the same way.
-    synced = await calendar_repo.business_calendar_busy(s, business_id, start=start, end=end)
-    return [(r[0], r[1]) for r in rows] + synced
+    """`busy_periods` as (start, end) pairs."""
+    return [
+        pair
+        for w in (await busy_periods(s, business_id, start=start, end=end)).windows
+        for pair in w.pairs()
+    ]
 
 
 _DEACTIVATE_BY_BOOKING = (
