@@ -140,9 +140,14 @@ async def put_default_rules(s: AsyncSession, actor: Actor, rules: RulesPatch) ->
 # -- meeting classes ---------------------------------------------------------------------
 
 
+def meeting_class_name(actor: Actor, name: str | None) -> str:
+    """The class a request acts as: named, else the agent's default, else `default`."""
+    return name or actor.default_meeting_class or DEFAULT_CLASS
+
+
 async def resolve_meeting_class(s: AsyncSession, actor: Actor, name: str | None) -> MeetingClass:
     """The class a request acts as: named, else the agent's default, else `default`."""
-    chosen = name or actor.default_meeting_class or DEFAULT_CLASS
+    chosen = meeting_class_name(actor, name)
     mc = await repo.get_meeting_class(s, actor.account_id, chosen)
     if mc is None:
         if name is None and chosen != DEFAULT_CLASS:

@@ -11,8 +11,10 @@ import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slotguard.domain.arbitration import Caller, Claim, Tier, conflicts, displaceable
@@ -21,6 +23,7 @@ from slotguard.domain.rules import EffectiveRules
 from slotguard.domain.timezones import zone
 from slotguard.services.businesses import (
     get_account,
+    meeting_class_name,
     merge_layers,
     resolve_business,
     resolve_meeting_class,
@@ -28,7 +31,7 @@ from slotguard.services.businesses import (
 from slotguard.services.context import RequestContext
 from slotguard.store import repositories as repo
 from slotguard.store.busy import BusyPeriods, CalendarState
-from slotguard.store.models import Business
+from slotguard.store.models import Business, MeetingClass
 
 DEFAULT_DURATION_MINUTES = 30
 # Blockers this far outside a window can still reach into it through buffers (rule and class
@@ -90,11 +93,16 @@ async def load_scheduling(
     lock: bool,
 ) -> Scheduling:
     """Resolve business (locked for writers), rules and meeting class for one request."""
-    found = (
-        await repo.business_and_account_rules(s, ctx.account_id, business_id, lock=lock)
-        if business_id
-        else None
-    )
+    mc: MeetingClass | None = None
+    found: tuple[Business, dict[str, Any]] | None = None
+    if business_id and not lock:
+        row = await repo.business_rules_and_class(
+            s, ctx.account_id, business_id, meeting_class_name(ctx.actor, meeting_class)
+        )
+        if row is not None:
+            found, mc = (row[0], row[1]), row[2]
+    elif business_id:
+        found = await repo.business_and_account_rules(s, ctx.account_id, business_id, lock=lock)
     if found is not None:
         business, account_rules = found
         ctx.actor.require_business(business.id)
@@ -103,8 +111,9 @@ async def load_scheduling(
             s, ctx.actor, business_id=business_id, owner_email=owner_email, lock=lock
         )
         account_rules = (await get_account(s, ctx.actor)).rules or {}
-    rules, _ = merge_layers(account_rules, business.rules)
-    mc = await resolve_meeting_class(s, ctx.actor, meeting_class)
+    rules = _effective_rules(orjson.dumps([account_rules, business.rules]))
+    if mc is None:  # not read yet, or not there (then the fallbacks and errors apply)
+        mc = await resolve_meeting_class(s, ctx.actor, meeting_class)
     terms = ClassTerms(
         name=mc.name,
         display_name=mc.display_name,
@@ -114,6 +123,14 @@ async def load_scheduling(
         buffer_after_minutes=mc.buffer_after_minutes,
     )
     return Scheduling(business=business, tz=zone(business.timezone), rules=rules, terms=terms)
+
+
+@functools.lru_cache(maxsize=256)
+def _effective_rules(layers: bytes) -> EffectiveRules:
+    # Validating and merging both layers cost ~0.1 ms a request. Keyed by the stored layers'
+    # JSON, so a changed rule is a new key. The result is shared: it is never modified.
+    account_rules, business_rules = orjson.loads(layers)
+    return merge_layers(account_rules, business_rules)[0]
 
 
 @dataclass

@@ -230,6 +230,41 @@ _BUSINESS_AND_ACCOUNT_RULES = (
 _BUSINESS_AND_ACCOUNT_RULES_LOCKED = _BUSINESS_AND_ACCOUNT_RULES.with_for_update(of=Business)
 
 
+# Reads (no lock) also take the meeting class in the same statement: one round trip fewer
+# for every slot listing. None in the class columns: no class of that name.
+_BUSINESS_RULES_CLASS = (
+    select(Business, Account.rules, MeetingClass)
+    .join(Account, Account.id == Business.account_id)
+    .outerjoin(
+        MeetingClass,
+        and_(
+            MeetingClass.account_id == Business.account_id,
+            MeetingClass.name == bindparam("class_name"),
+        ),
+    )
+    .where(
+        Business.account_id == bindparam("account_id"),
+        Business.id == bindparam("business_id"),
+        Business.deleted_at.is_(None),
+    )
+    .execution_options(populate_existing=True)
+)
+
+
+async def business_rules_and_class(
+    s: AsyncSession, account_id: str, business_id: str, class_name: str
+) -> tuple[Business, dict[str, Any], MeetingClass | None] | None:
+    """A business (not locked), its account's rule layer and the meeting class named
+    `class_name` (None if there is none), in one statement."""
+    row = (
+        await s.execute(
+            _BUSINESS_RULES_CLASS,
+            {"account_id": account_id, "business_id": business_id, "class_name": class_name},
+        )
+    ).first()
+    return None if row is None else (row[0], row[1] or {}, row[2])
+
+
 async def business_and_account_rules(
     s: AsyncSession, account_id: str, business_id: str, *, lock: bool
 ) -> tuple[Business, dict[str, Any]] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from slotguard.api import envelope
@@ -12,6 +13,7 @@ from slotguard.api.deps import context, get_db
 from slotguard.api.docs import one
 from slotguard.api.schemas import Instant, QueryInt, SlotsRead, ZoneName
 from slotguard.api.schemas_agents import AvailabilityCheckRead
+from slotguard.domain.availability import Interval
 from slotguard.domain.errors import ValidationFailed
 from slotguard.domain.timezones import zone
 from slotguard.services import availability as svc
@@ -62,13 +64,23 @@ async def get_slots(
             "business_id": result.scheduling.business.id,
             "timezone": tz_name,
             "duration_minutes": int(result.duration.total_seconds() // 60),
-            "slots": [
-                {"start": _local(i.start, tz), "end": _local(i.end, tz)} for i in result.slots
-            ],
+            "slots": _slot_list(result.slots, tz),
             "computed_at": _local(ctx.now, dt.UTC),
             "warnings": result.warnings,
         }
     )
+
+
+def _slot_list(slots: list[Interval], tz: dt.tzinfo) -> orjson.Fragment:
+    """The slots in `tz`, rendered by orjson from the datetimes themselves (C speed; the
+    same text as `_local` for offsets of whole minutes, which orjson alone can write)."""
+    local = [{"start": i.start.astimezone(tz), "end": i.end.astimezone(tz)} for i in slots]
+    offsets = {d.utcoffset() for s in local for d in (s["start"], s["end"])}
+    if all(o is not None and o.seconds % 60 == 0 and not o.microseconds for o in offsets):
+        return orjson.Fragment(orjson.dumps(local, option=orjson.OPT_UTC_Z))
+    # A local mean time of the early 1900s (e.g. +05:21:10): orjson would round it.
+    text = [{"start": _local(i.start, tz), "end": _local(i.end, tz)} for i in slots]
+    return orjson.Fragment(orjson.dumps(text))
 
 
 def _local(t: dt.datetime, tz: dt.tzinfo) -> str:
