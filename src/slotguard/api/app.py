@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -30,10 +30,14 @@ from slotguard.api.routes import (
     system,
     webhooks,
 )
+from slotguard.calendars.sync import SyncConfig
 from slotguard.config import Settings, get_settings
 from slotguard.effects import worker
 from slotguard.logs import configure_logging
 from slotguard.store.db import Database
+
+# How long shutdown waits for sync-now runs still going.
+SYNC_GRACE_S = 5.0
 
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
@@ -55,12 +59,19 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         if settings.embedded_worker:
             task = asyncio.create_task(worker.run(app.state.db, stop))
         try:
-            if own:
-                # The app's ~150k startup objects live as long as the process; frozen,
-                # the collector stops rescanning them on every full collection.
-                gc.collect()
-                gc.freeze()
-            yield
+            async with AsyncExitStack() as stack:
+                # One calendar HTTP client for the app's sync-now requests (connection
+                # reuse), closed after the syncs they started.
+                app.state.calendar_http = await stack.enter_async_context(
+                    SyncConfig.from_settings(settings).client()
+                )
+                stack.push_async_callback(_finish_syncs, app)
+                if own:
+                    # The app's ~150k startup objects live as long as the process; frozen,
+                    # the collector stops rescanning them on every full collection.
+                    gc.collect()
+                    gc.freeze()
+                yield
         finally:
             if mcp is not None:
                 await mcp.aclose()
@@ -117,3 +128,15 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.add_middleware(HeadAsGet)  # inside RequestMiddleware, so the access log says HEAD
     app.add_middleware(RequestMiddleware)
     return app
+
+
+async def _finish_syncs(app: FastAPI) -> None:
+    """Let syncs started by requests end (briefly) before their client closes."""
+    tasks: set[asyncio.Task[object]] = app.state.__dict__.get("calendar_sync_tasks", set())
+    if tasks:
+        _, pending = await asyncio.wait(set(tasks), timeout=SYNC_GRACE_S)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    app.state.calendar_http = None

@@ -205,7 +205,9 @@ async def sync_calendar(
     db = get_db(request)
     async with db.read() as s:
         await svc.get_calendar(s, ctx.actor, business_id, calendar_id)
-    engine = CalendarSync(db, config=_config(request))
+    # The app's client when it runs one (connections reused); else the engine makes its own.
+    http = getattr(request.app.state, "calendar_http", None)
+    engine = CalendarSync(db, config=_config(request), http=http)
     tasks: set[asyncio.Task[object]] = request.app.state.__dict__.setdefault(
         "calendar_sync_tasks", set()
     )
