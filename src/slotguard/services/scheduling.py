@@ -11,7 +11,6 @@ import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -31,7 +30,6 @@ from slotguard.services.businesses import (
 from slotguard.services.context import RequestContext
 from slotguard.store import repositories as repo
 from slotguard.store.busy import BusyPeriods, CalendarState
-from slotguard.store.models import Business, MeetingClass
 
 DEFAULT_DURATION_MINUTES = 30
 # Blockers this far outside a window can still reach into it through buffers (rule and class
@@ -52,8 +50,17 @@ class ClassTerms:
 
 
 @dataclass(frozen=True, slots=True)
+class BusinessRef:
+    """The business a request schedules for, as far as scheduling and its answers need it."""
+
+    id: str
+    name: str
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
 class Scheduling:
-    business: Business
+    business: BusinessRef
     tz: ZoneInfo
     rules: EffectiveRules
     terms: ClassTerms
@@ -93,35 +100,54 @@ async def load_scheduling(
     lock: bool,
 ) -> Scheduling:
     """Resolve business (locked for writers), rules and meeting class for one request."""
-    mc: MeetingClass | None = None
-    found: tuple[Business, dict[str, Any]] | None = None
-    if business_id and not lock:
-        row = await repo.business_rules_and_class(
+    terms: ClassTerms | None = None
+    row = (
+        await repo.business_rules_and_class(
             s, ctx.account_id, business_id, meeting_class_name(ctx.actor, meeting_class)
         )
-        if row is not None:
-            found, mc = (row[0], row[1]), row[2]
-    elif business_id:
-        found = await repo.business_and_account_rules(s, ctx.account_id, business_id, lock=lock)
-    if found is not None:
-        business, account_rules = found
-        ctx.actor.require_business(business.id)
-    else:  # by owner email, or unknown (resolve_business raises the right error)
-        business = await resolve_business(
-            s, ctx.actor, business_id=business_id, owner_email=owner_email, lock=lock
-        )
-        account_rules = (await get_account(s, ctx.actor)).rules or {}
-    rules = _effective_rules(orjson.dumps([account_rules, business.rules]))
-    if mc is None:  # not read yet, or not there (then the fallbacks and errors apply)
-        mc = await resolve_meeting_class(s, ctx.actor, meeting_class)
-    terms = ClassTerms(
-        name=mc.name,
-        display_name=mc.display_name,
-        duration_minutes=mc.duration_minutes,
-        priority=mc.priority,
-        buffer_before_minutes=mc.buffer_before_minutes,
-        buffer_after_minutes=mc.buffer_after_minutes,
+        if business_id and not lock
+        else None
     )
+    found = (
+        await repo.business_and_account_rules(s, ctx.account_id, business_id, lock=lock)
+        if business_id and lock
+        else None
+    )
+    if row is not None:
+        ctx.actor.require_business(row.id)
+        business = BusinessRef(row.id, row.name, row.timezone)
+        layers = [row.account_rules or {}, row.rules]
+        if row.class_name is not None:
+            terms = ClassTerms(
+                name=row.class_name,
+                display_name=row.class_display_name,
+                duration_minutes=row.class_duration_minutes,
+                priority=row.class_priority,
+                buffer_before_minutes=row.class_buffer_before_minutes,
+                buffer_after_minutes=row.class_buffer_after_minutes,
+            )
+    else:
+        if found is not None:
+            biz, account_rules = found
+            ctx.actor.require_business(biz.id)
+        else:  # by owner email, or unknown (resolve_business raises the right error)
+            biz = await resolve_business(
+                s, ctx.actor, business_id=business_id, owner_email=owner_email, lock=lock
+            )
+            account_rules = (await get_account(s, ctx.actor)).rules or {}
+        business = BusinessRef(biz.id, biz.name, biz.timezone)
+        layers = [account_rules, biz.rules]
+    rules = _effective_rules(orjson.dumps(layers))
+    if terms is None:  # not read yet, or not there (then the fallbacks and errors apply)
+        mc = await resolve_meeting_class(s, ctx.actor, meeting_class)
+        terms = ClassTerms(
+            name=mc.name,
+            display_name=mc.display_name,
+            duration_minutes=mc.duration_minutes,
+            priority=mc.priority,
+            buffer_before_minutes=mc.buffer_before_minutes,
+            buffer_after_minutes=mc.buffer_after_minutes,
+        )
     return Scheduling(business=business, tz=zone(business.timezone), rules=rules, terms=terms)
 
 

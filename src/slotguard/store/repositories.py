@@ -231,38 +231,49 @@ _BUSINESS_AND_ACCOUNT_RULES_LOCKED = _BUSINESS_AND_ACCOUNT_RULES.with_for_update
 
 
 # Reads (no lock) also take the meeting class in the same statement: one round trip fewer
-# for every slot listing. None in the class columns: no class of that name.
+# for every slot listing. Plain rows (table columns, labelled): a read only looks at them.
+# NULL class columns: no class of that name.
+_b, _a, _mc = (t.__table__.c for t in (Business, Account, MeetingClass))
 _BUSINESS_RULES_CLASS = (
-    select(Business, Account.rules, MeetingClass)
-    .join(Account, Account.id == Business.account_id)
-    .outerjoin(
-        MeetingClass,
-        and_(
-            MeetingClass.account_id == Business.account_id,
-            MeetingClass.name == bindparam("class_name"),
-        ),
+    select(
+        _b.id,
+        _b.name,
+        _b.timezone,
+        _b.rules,
+        _a.rules.label("account_rules"),
+        _mc.name.label("class_name"),
+        _mc.display_name.label("class_display_name"),
+        _mc.duration_minutes.label("class_duration_minutes"),
+        _mc.priority.label("class_priority"),
+        _mc.buffer_before_minutes.label("class_buffer_before_minutes"),
+        _mc.buffer_after_minutes.label("class_buffer_after_minutes"),
+    )
+    .select_from(
+        Business.__table__.join(Account.__table__, _a.id == _b.account_id).outerjoin(
+            MeetingClass.__table__,
+            and_(_mc.account_id == _b.account_id, _mc.name == bindparam("class_name")),
+        )
     )
     .where(
-        Business.account_id == bindparam("account_id"),
-        Business.id == bindparam("business_id"),
-        Business.deleted_at.is_(None),
+        _b.account_id == bindparam("account_id"),
+        _b.id == bindparam("business_id"),
+        _b.deleted_at.is_(None),
     )
-    .execution_options(populate_existing=True)
 )
 
 
 async def business_rules_and_class(
     s: AsyncSession, account_id: str, business_id: str, class_name: str
-) -> tuple[Business, dict[str, Any], MeetingClass | None] | None:
-    """A business (not locked), its account's rule layer and the meeting class named
-    `class_name` (None if there is none), in one statement."""
-    row = (
+) -> Row[Any] | None:
+    """A business (not locked: ``id``, ``name``, ``timezone``, ``rules``), its account's
+    rule layer (``account_rules``) and the meeting class named `class_name` (``class_*``,
+    NULL if there is none), in one statement."""
+    return (
         await s.execute(
             _BUSINESS_RULES_CLASS,
             {"account_id": account_id, "business_id": business_id, "class_name": class_name},
         )
     ).first()
-    return None if row is None else (row[0], row[1] or {}, row[2])
 
 
 async def business_and_account_rules(
