@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/mcp_bench.py [--store sqlite|postgres|both] [--requests 200]
 
-Against a real `slotguard serve` process (see harness.py), per store, on one business open
-every day with 100 busy intervals over the next 7 days, sequential calls on keep-alive
-connections after warm-up calls, three ways each:
+Against a real `slotguard serve --no-worker` process (see harness.py), per store, on one
+business open every day with 100 busy intervals over the next 7 days, sequential calls on
+keep-alive connections after warm-up calls, three ways each:
 
 - `http`: the API call itself with `httpx` (`GET /v1/availability/slots`, 7-day window,
   limit 50; `POST /v1/availability`, one 30-minute slot in a 9-hour window);
@@ -141,7 +141,9 @@ class Phase:
 async def run_store(name: str, n: int) -> dict[str, Any]:
     with harness.temp_workdir() as workdir:
         store = await harness.create_store(name, workdir)
-        server = harness.Server(store, workdir, OUT / f"mcp-{name}.log")
+        # No embedded worker: its polling would add CPU in proportion to each call's wall
+        # time (larger for the SDK's slower client), not to the call's own work.
+        server = harness.Server(store, workdir, OUT / f"mcp-{name}.log", extra_args=["--no-worker"])
         try:
             server.start()
             await server.wait_ready()

@@ -1147,3 +1147,16 @@ async def test_rate_limits_and_server_errors_are_retried_with_the_same_key(
     assert len(h.sleeps) == 1
     if response.status_code == 429:
         assert h.sleeps == [7.0]
+
+
+async def test_objects_carry_the_servers_clock_from_the_date_header() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        headers = {"Date": "Wed, 01 Apr 2026 09:00:00 GMT"} if "dated" in request.url.path else {}
+        body = {"data": {"hold_id": "hld_1"}, "meta": {"request_id": "req_1"}}
+        return httpx.Response(200, json=body, headers=headers)
+
+    async with AsyncClient("sg_live_x", "http://t", transport=httpx.MockTransport(answer)) as c:
+        dated = await c.holds.get("dated")
+        bare = await c.holds.get("bare")
+    assert dated.server_time == dt.datetime(2026, 4, 1, 9, 0, tzinfo=dt.UTC)
+    assert bare.server_time is None

@@ -8,6 +8,7 @@ tool's declared output schema, every failure against the §11 failure shape.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -63,8 +64,9 @@ class Session:
         assert not result.is_error, (name, result.content)
         data = structured(result)
         jsonschema.validate(data, self.tools[name].output_schema)
-        # The text channel carries the same JSON for models that read only text.
+        # The text channel carries the same JSON, compact, for models that read only text.
         assert result.content and result.content[0].type == "text"
+        assert result.content[0].text == json.dumps(data, separators=(",", ":")), name
         return data
 
     async def fail(self, name: str, **arguments: Any) -> dict[str, Any]:

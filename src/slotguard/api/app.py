@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from slotguard import pages
 from slotguard.api import docs_ui, errors, mcp_mount, openapi
@@ -121,9 +122,10 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     if settings.mcp_enabled and mcp_mount.available():
         mcp = mcp_mount.LazyMcp(app)
         asgi: Any = mcp  # an ASGI object: Starlette's Route calls it as an app, not a handler
-        app.router.add_route(
-            "/mcp", asgi, methods=["GET", "POST", "DELETE"], include_in_schema=False
-        )
+        # First among the routes: each tool call is a /mcp request, and the router tries its
+        # routes in order (the exact path shadows none of them).
+        route = Route("/mcp", asgi, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+        app.router.routes.insert(0, route)
         app.state.mcp = mcp
     app.add_middleware(HeadAsGet)  # inside RequestMiddleware, so the access log says HEAD
     app.add_middleware(RequestMiddleware)

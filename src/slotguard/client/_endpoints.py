@@ -91,6 +91,7 @@ def _object(cls: type[ObjT]) -> Callable[[ApiResponse], ObjT]:
             etag=response.etag,
             location=response.location,
             replayed=response.replayed,
+            date=response.date,
         )
 
     return parse
@@ -125,6 +126,7 @@ def parse_confirmation(response: ApiResponse) -> Confirmation:
             etag=response.etag,
             location=response.location,
             replayed=response.replayed,
+            date=response.date,
         )
     return confirmation
 

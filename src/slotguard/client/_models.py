@@ -12,6 +12,7 @@ keys are the API's field names (API.md §2-§4), so the docs of the API apply un
 # be real objects at runtime, so that `__required_keys__` (used by `check_kwargs`) is right.
 
 import datetime as dt
+import email.utils
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import UnionType
@@ -43,9 +44,10 @@ class ApiObject(dict[str, Any]):
         location: the ``Location`` header of a 201, if any.
         replayed: True when the server replayed a stored response for the same
             Idempotency-Key (header ``Idempotent-Replayed: true``).
+        server_time: the server's clock when it answered (see the property).
     """
 
-    __slots__ = ("_etag", "location", "replayed", "request_id")
+    __slots__ = ("_date", "_etag", "location", "replayed", "request_id")
 
     def __init__(
         self,
@@ -55,17 +57,29 @@ class ApiObject(dict[str, Any]):
         etag: str | None = None,
         location: str | None = None,
         replayed: bool = False,
+        date: str | None = None,
     ) -> None:
         super().__init__(data or {})
         self.request_id = request_id
         self._etag = etag
         self.location = location
         self.replayed = replayed
+        self._date = date
 
     @property
     def etag(self) -> str | None:
         """The ``ETag`` header of the response that returned this object, if any."""
         return self._etag
+
+    @property
+    def server_time(self) -> dt.datetime | None:
+        """The server's clock when it sent this object: its ``Date`` header (whole seconds,
+        UTC), or None when the response had none (an in-process transport sends none).
+
+        Count time left until an ``expires_at`` from this, not from the local clock, which
+        may be off from the server's.
+        """
+        return http_date(self._date)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({dict.__repr__(self)})"
@@ -493,6 +507,22 @@ class ApiResponse:
     def replayed(self) -> bool:
         """True when the server replayed a stored response for this Idempotency-Key."""
         return self.headers.get("idempotent-replayed", "").lower() == "true"
+
+    @property
+    def date(self) -> str | None:
+        """The ``Date`` header (the server's clock), if any."""
+        return self.headers.get("date")
+
+
+def http_date(value: str | None) -> dt.datetime | None:
+    """An HTTP ``Date`` header as an aware UTC datetime; None when absent or malformed."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
 #: An If-Match value: a version number (sent as ``"<n>"``), an ETag string (``"3"`` or

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import functools
 import hashlib
 import json
 import time
@@ -177,16 +178,26 @@ class Backend:
         return scopes
 
     async def zone(self, business_id: str) -> str:
-        """The business's IANA zone, cached for a minute per caller."""
-        cache_key = (hashlib.sha256(self.key().encode()).hexdigest(), business_id)
-        hit = self._zones.get(cache_key)
+        """The business's IANA zone, as an API answer gave it to this caller within a minute.
+
+        Only when none did, one ``GET /v1/businesses/{id}``: it counts against the key's
+        rate limit like any call, so answers that carry the zone (get_context, find_slots)
+        are remembered instead of asking again.
+        """
+        hit = self._zones.get(self._zone_key(business_id))
         if hit is not None and hit[1] > time.monotonic():
             return hit[0]
         tz = (await self.client().businesses.get(business_id)).timezone
+        self.remember_zone(business_id, tz)
+        return tz
+
+    def remember_zone(self, business_id: str, tz: str) -> None:
         if len(self._zones) >= 10_000:
             self._zones.clear()
-        self._zones[cache_key] = (tz, time.monotonic() + 60)
-        return tz
+        self._zones[self._zone_key(business_id)] = (tz, time.monotonic() + 60)
+
+    def _zone_key(self, business_id: str) -> tuple[str, str]:
+        return hashlib.sha256(self.key().encode()).hexdigest(), business_id
 
     async def aclose(self) -> None:
         for c in self._clients.values():
@@ -205,10 +216,32 @@ def _utc(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+@functools.lru_cache(maxsize=1024)
+def _tzinfo(tz: str) -> dt.tzinfo:
+    return ZoneInfo(tz)
+
+
+def instant_data(value: str | dt.datetime, tz: str) -> dict[str, str]:
+    """An ``m.Instant`` as JSON data: the instant in UTC and in the zone ``tz``."""
+    if isinstance(value, str) and len(value) == 20 and value[-1] == "Z":
+        # The API's own UTC form (2026-04-01T09:00:00Z) is already the `utc` text.
+        if tz == "UTC":
+            return {"utc": value, "local": value}
+        t, utc = dt.datetime.fromisoformat(value), value
+    else:
+        t = _parse(value)
+        utc = _utc(t)
+    local = t.astimezone(_tzinfo(tz)).isoformat()
+    return {"utc": utc, "local": local.replace("+00:00", "Z")}
+
+
+def range_data(start: Any, end: Any, tz: str) -> dict[str, dict[str, str]]:
+    """An ``m.TimeRange`` as JSON data."""
+    return {"start": instant_data(start, tz), "end": instant_data(end, tz)}
+
+
 def instant(value: str | dt.datetime, tz: str) -> m.Instant:
-    t = _parse(value)
-    local = t.astimezone(ZoneInfo(tz)).isoformat()
-    return m.Instant(utc=_utc(t), local=local.replace("+00:00", "Z"))
+    return m.Instant(**instant_data(value, tz))
 
 
 def time_range(start: Any, end: Any, tz: str) -> m.TimeRange:
@@ -229,11 +262,19 @@ def derive_key(
     return "mcp_" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
-def ok(result: BaseModel) -> CallToolResult:
-    data = result.model_dump(mode="json")
-    return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(data))], structured_content=data
-    )
+def _text(data: Mapping[str, Any]) -> list[TextContent]:
+    """The structured content again as compact JSON text, for clients that read only text."""
+    return [TextContent(type="text", text=json.dumps(data, separators=(",", ":")))]
+
+
+def ok(result: BaseModel | dict[str, Any]) -> CallToolResult:
+    """A result: a model, or JSON data shaped as the tool's output model.
+
+    The SDK checks the structured content against the tool's output model before sending
+    it, so data built without the model still cannot leave in another shape.
+    """
+    data = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+    return CallToolResult(content=_text(data), structured_content=data)
 
 
 _NEXT_STEPS: Mapping[str, str] = {
@@ -307,11 +348,7 @@ def failure(
     for optional in ("next_available", "request_id"):
         if data.get(optional) is None:
             data.pop(optional, None)
-    return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(data))],
-        structured_content=data,
-        is_error=True,
-    )
+    return CallToolResult(content=_text(data), structured_content=data, is_error=True)
 
 
 async def booking_result(backend: Backend, b: Mapping[str, Any], **extra: Any) -> m.BookingResult:
@@ -336,10 +373,22 @@ async def booking_result(backend: Backend, b: Mapping[str, Any], **extra: Any) -
     )
 
 
-def _seconds_left(expires_at: str, status: str, now: dt.datetime) -> int:
+def seconds_left(
+    expires_at: str, status: str, answered: Any, clock: Callable[[], float] = time.time
+) -> int:
+    """Whole seconds until ``expires_at`` by the API's clock when it ``answered``.
+
+    That clock is the answer's ``Date`` header, never this process's, which may be off from
+    the server's (``slotguard mcp`` runs on the agent's machine). The header has whole
+    seconds, so the server's clock was up to one second later: counting from the end of
+    that second, the figure is never more than what is left. An answer without the header
+    came from the API in this process (``serve``'s ``/mcp``), on this process's ``clock``.
+    """
     if status != "active":
         return 0
-    return max(0, int((_parse(expires_at) - now).total_seconds()))
+    date = getattr(answered, "server_time", None)
+    now = clock() if date is None else date.timestamp() + 1
+    return max(0, int(_parse(expires_at).timestamp() - now))
 
 
 Tz = Annotated[str, Field(description="RFC 3339 instant with offset, e.g. 2026-04-01T09:00:00Z")]
@@ -421,6 +470,7 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
                         break
             out = []
             for b in businesses:
+                backend.remember_zone(b.id, b.timezone)
                 rules = await c.businesses.effective_rules(b.id)
                 out.append(
                     m.BusinessContext(
@@ -484,17 +534,19 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
                 limit=limit,
             )
             tz = str(res["timezone"])
-            slots = [time_range(s["start"], s["end"], tz) for s in res["slots"]]
+            backend.remember_zone(str(res["business_id"]), tz)  # no `timezone` asked: its own
+            slots = [range_data(s["start"], s["end"], tz) for s in res["slots"]]
+            # m.Slots as data: up to 500 slots need no model round trip each.
             return ok(
-                m.Slots(
-                    business_id=str(res["business_id"]),
-                    timezone=tz,
-                    duration_minutes=int(res["duration_minutes"]),
-                    slots=slots,
-                    computed_at=str(res["computed_at"]),
-                    limit_reached=len(slots) >= limit,
-                    warnings=list(res.get("warnings") or []),
-                )
+                {
+                    "business_id": str(res["business_id"]),
+                    "timezone": tz,
+                    "duration_minutes": int(res["duration_minutes"]),
+                    "slots": slots,
+                    "computed_at": str(res["computed_at"]),
+                    "limit_reached": len(slots) >= limit,
+                    "warnings": list(res.get("warnings") or []),
+                }
             )
 
         return await guarded(run)
@@ -552,30 +604,39 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
         hold: Mapping[str, Any],
         *,
         current: Mapping[str, Any] | None = None,
+        answered: Any = None,
         **extra: Any,
-    ) -> m.HoldResult:
-        """The hold as it is now: ``current`` when the caller has it, else read again."""
+    ) -> dict[str, Any]:
+        """The hold as it is now, as ``m.HoldResult`` data: ``current`` when the caller has
+        it (from the API's answer ``answered``, default ``current`` itself), else read again.
+        """
         if current is None:
             current = await c.holds.get(str(hold["hold_id"]))
         business_id = str(current["business_id"])
         tz = await backend.zone(business_id)
         status = str(current["status"])
-        me_now = dt.datetime.now(dt.UTC)
-        return m.HoldResult(
-            hold_id=str(current["hold_id"]),
-            business_id=business_id,
-            status=status,
-            slots=[time_range(s["start"], s["end"], tz) for s in current["slots"]],
-            timezone=tz,
-            expires_at=instant(current["expires_at"], tz),
-            expires_in_seconds=_seconds_left(str(current["expires_at"]), status, me_now),
-            meeting_class=str(current["meeting_class"]),
-            booking_id=current.get("booking_id"),
-            decision=hold.get("decision"),
-            preempted_holds=list(hold.get("preempted_holds") or []),
-            warnings=list(hold.get("warnings") or []),
-            **({"request_id": getattr(hold, "request_id", None)} | extra),
+        expires_at = str(current["expires_at"])
+        left = seconds_left(
+            expires_at, status, answered if answered is not None else current, backend.clock
         )
+        data = {
+            "hold_id": str(current["hold_id"]),
+            "business_id": business_id,
+            "status": status,
+            "slots": [range_data(s["start"], s["end"], tz) for s in current["slots"]],
+            "timezone": tz,
+            "expires_at": instant_data(expires_at, tz),
+            "expires_in_seconds": left,
+            "meeting_class": str(current["meeting_class"]),
+            "decision": hold.get("decision"),
+            "preempted_holds": list(hold.get("preempted_holds") or []),
+            "booking_id": current.get("booking_id"),
+            "replayed": False,
+            "request_id": getattr(hold, "request_id", None),
+            "warnings": list(hold.get("warnings") or []),
+        }
+        data.update(extra)
+        return data
 
     @mcp.tool(
         title="Hold a slot",
@@ -628,17 +689,19 @@ def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
                 fresh = None
                 if not held.replayed and business_id:
                     fresh = {**held, "status": "active", "business_id": business_id}
-                result = await hold_result(c, held, current=fresh, replayed=held.replayed)
+                result = await hold_result(
+                    c, held, current=fresh, answered=held, replayed=held.replayed
+                )
                 # A replay must not hand back a dead hold as if it were live: take a new one
                 # under a key derived from the dead hold, so a retry replays that one (and if
                 # it died too, the next link of the chain). Bounded: each link is a new hold.
                 for _ in range(5):
-                    if not (held.replayed and result.status != "active"):
+                    if not (held.replayed and result["status"] != "active"):
                         break
                     held = await take(
                         c,
                         backend.idempotency_key(
-                            "hold_slot:reissue", {"hold": result.hold_id}, seed=key
+                            "hold_slot:reissue", {"hold": result["hold_id"]}, seed=key
                         ),
                     )
                     result = await hold_result(c, held, replayed=held.replayed)
