@@ -133,6 +133,9 @@ async def test_admin_sees_13_tools_each_with_four_annotations_and_output_schema(
         assert schema is not None and schema.get("type") == "object", tool.name
         assert schema.get("properties"), tool.name
         jsonschema.Draft202012Validator.check_schema(schema)
+        # Self-contained, so a client checks a result without resolving references; the
+        # same shape as the model's own schema.
+        assert "$ref" not in json.dumps(schema) and "$defs" not in schema, tool.name
         if tool.name in WRITE_TOOLS - {"release_hold"}:
             assert "idempotency_key" in tool.input_schema["properties"], tool.name
 
@@ -526,3 +529,30 @@ async def test_unreachable_server_is_a_retryable_failure_not_an_empty_tool_list(
     assert r.is_error and data["error"] == "connection_error"
     assert data["status"] is None and data["retryable"] is True
     assert "retry" in data["next_step"]
+
+
+def test_inlined_schema_accepts_and_refuses_what_the_models_schema_does() -> None:
+    from slotguard.mcp.server import inline_refs
+
+    schema = m.HoldResult.model_json_schema()
+    flat = inline_refs(schema)
+    inst = {"utc": "2026-04-01T09:00:00Z", "local": "2026-04-01T11:00:00+02:00"}
+    good = {
+        "hold_id": "hld_1",
+        "business_id": "biz_1",
+        "status": "active",
+        "slots": [{"start": inst, "end": inst}],
+        "timezone": "Europe/Berlin",
+        "expires_at": inst,
+        "expires_in_seconds": 30,
+        "meeting_class": "default",
+    }
+    bad = {**good, "slots": [{"start": {"utc": "x"}, "end": inst}]}
+    for s in (schema, flat):
+        jsonschema.validate(good, s)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, s)
+    # A recursive definition cannot be inlined: the schema is kept as it is.
+    node = {"properties": {"next": {"$ref": "#/$defs/N"}}}
+    recursive = {"$defs": {"N": node}, "$ref": "#/$defs/N"}
+    assert inline_refs(recursive) == recursive

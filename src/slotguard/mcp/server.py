@@ -418,12 +418,43 @@ Attendees = Annotated[
 Metadata = Annotated[dict[str, str] | None, Field(description="Your own string key/values")]
 
 
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each ``$ref`` into its ``$defs`` replaced by the definition itself.
+
+    The same constraints, but a client checks a result against it without resolving a
+    reference per nested object: for find_slots' 50 slots that halves the SDK client's
+    validation. A recursive definition (none of the tools has one) keeps the schema as is.
+    """
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def walk(node: Any, active: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref.removeprefix("#/$defs/")
+                if name in active:
+                    raise RecursionError(name)
+                siblings = {k: v for k, v in node.items() if k != "$ref"}
+                return walk({**defs[name], **siblings}, (*active, name))
+            return {k: walk(v, active) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(v, active) for v in node]
+        return node
+
+    try:
+        flat: dict[str, Any] = walk(schema, ())
+    except RecursionError:
+        return schema
+    return flat
+
+
 class SlotguardMCP(MCPServer):
     """``MCPServer`` whose tool list depends on the caller's scopes (§11)."""
 
     def __init__(self, backend: Backend, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backend = backend
+        self._flat_schemas: dict[str, dict[str, Any]] = {}
 
     async def list_tools(self) -> list[Tool]:
         tools = await super().list_tools()
@@ -434,7 +465,14 @@ class SlotguardMCP(MCPServer):
             # failure), instead of an empty list that explains nothing.
             scopes = frozenset()
         allowed = set(allowed_tools(scopes))
-        return [t for t in tools if t.name in allowed]
+        listed = [t for t in tools if t.name in allowed]
+        for t in listed:
+            if t.output_schema is not None:
+                flat = self._flat_schemas.get(t.name)
+                if flat is None:
+                    flat = self._flat_schemas[t.name] = inline_refs(t.output_schema)
+                t.output_schema = flat
+        return listed
 
 
 def build_server(backend: Backend, *, version: str = "0.1.0") -> SlotguardMCP:
