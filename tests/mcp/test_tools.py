@@ -66,7 +66,8 @@ class Session:
         jsonschema.validate(data, self.tools[name].output_schema)
         # The text channel carries the same JSON, compact, for models that read only text.
         assert result.content and result.content[0].type == "text"
-        assert result.content[0].text == json.dumps(data, separators=(",", ":")), name
+        compact = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        assert result.content[0].text == compact, name
         return data
 
     async def fail(self, name: str, **arguments: Any) -> dict[str, Any]:
