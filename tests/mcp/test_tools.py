@@ -557,3 +557,27 @@ def test_inlined_schema_accepts_and_refuses_what_the_models_schema_does() -> Non
     node = {"properties": {"next": {"$ref": "#/$defs/N"}}}
     recursive = {"$defs": {"N": node}, "$ref": "#/$defs/N"}
     assert inline_refs(recursive) == recursive
+
+
+async def test_results_built_as_data_are_what_their_models_dump(
+    mtenant: Tenant, memory_client: OpenClient
+) -> None:
+    biz = await open_day_business(mtenant, timezone="America/New_York")
+    day = future_day(21)
+    async with memory_client(mtenant.key) as c:
+        s = await open_session(c)
+        slots = await s.call(
+            "find_slots", business_id=biz["id"], start=iso(day), end=iso(day + 3 * H), limit=4
+        )
+        hold = await s.call(
+            "hold_slot",
+            business_id=biz["id"],
+            window_start=iso(day + 9 * H),
+            window_end=iso(day + 10 * H),
+            duration_minutes=30,
+        )
+    assert slots["slots"] and slots["slots"][0]["start"]["local"].endswith(("-05:00", "-04:00"))
+    assert m.Slots.model_validate(slots).model_dump(mode="json") == slots
+    assert m.HoldResult.model_validate(hold).model_dump(mode="json") == hold
+    assert list(hold) == list(m.HoldResult.model_fields)
+    assert list(slots) == list(m.Slots.model_fields)
