@@ -30,6 +30,7 @@ from slotguard.services.businesses import (
 from slotguard.services.context import RequestContext
 from slotguard.store import repositories as repo
 from slotguard.store.busy import BusyPeriods, CalendarState
+from slotguard.store.models import Business
 
 DEFAULT_DURATION_MINUTES = 30
 # Blockers this far outside a window can still reach into it through buffers (rule and class
@@ -60,7 +61,9 @@ class BusinessRef:
 
 @dataclass(frozen=True, slots=True)
 class Scheduling:
-    business: BusinessRef
+    # A read's plain row, or a writer's loaded row: kept, it stays in the session's identity
+    # map (weakly held there), so later loads of it in the transaction need no statement.
+    business: BusinessRef | Business
     tz: ZoneInfo
     rules: EffectiveRules
     terms: ClassTerms
@@ -101,6 +104,7 @@ async def load_scheduling(
 ) -> Scheduling:
     """Resolve business (locked for writers), rules and meeting class for one request."""
     terms: ClassTerms | None = None
+    business: BusinessRef | Business
     row = (
         await repo.business_rules_and_class(
             s, ctx.account_id, business_id, meeting_class_name(ctx.actor, meeting_class)
@@ -135,7 +139,7 @@ async def load_scheduling(
                 s, ctx.actor, business_id=business_id, owner_email=owner_email, lock=lock
             )
             account_rules = (await get_account(s, ctx.actor)).rules or {}
-        business = BusinessRef(biz.id, biz.name, biz.timezone)
+        business = biz
         layers = [account_rules, biz.rules]
     rules = _effective_rules(orjson.dumps(layers))
     if terms is None:  # not read yet, or not there (then the fallbacks and errors apply)
