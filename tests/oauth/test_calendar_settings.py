@@ -10,13 +10,14 @@ import datetime as dt
 
 from sqlalchemy import update
 
+from slotguard.calendars.credentials import SecretBox
 from slotguard.calendars.permits import mailbox_key
 from slotguard.calendars.sync import CalendarSync, SyncConfig
 from slotguard.store import oauth_repo
 from slotguard.store.models import Calendar
 from tests.api.helpers import make_business
 from tests.conftest import Store, Tenant
-from tests.oauth.conftest import Served
+from tests.oauth.conftest import Served, make_calendar
 from tests.oauth.engine import calendar_row, connect, sync_once
 from tests.oauth.test_e2e import stored_refresh_token
 
@@ -143,3 +144,17 @@ async def test_timezone_patch_racing_a_worker_refresh_refreshes_once(
     assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
     row = await calendar_row(store.db, cal["id"])
     assert row.status == "active" and row.timezone == "Europe/Berlin"
+
+
+async def test_a_calendar_stored_without_its_mailbox_learns_it_once(
+    served: Served, store: Store, box: SecretBox
+) -> None:
+    graph = served.graph
+    refresh = graph.add_user(OWNER)
+    row = await make_calendar(store, box, provider="microsoft", refresh_token=refresh)
+    assert (await calendar_row(store.db, row.id)).settings == {}
+    assert await sync_once(store.db, served.settings, row.id) == "synced"
+    assert (await calendar_row(store.db, row.id)).settings == {"mailbox": OWNER}
+    assert len(graph.calls("calendar")) == 1
+    assert await sync_once(store.db, served.settings, row.id) == "synced"
+    assert len(graph.calls("calendar")) == 1  # asked once, not on every sync

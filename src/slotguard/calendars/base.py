@@ -357,3 +357,6 @@ class ProviderSpec:
     setting_fields: tuple[str, ...] = ()
     required_fields: tuple[str, ...] = ()
     setting_defaults: Mapping[str, str] = field(default_factory=dict)
+    # Requests are counted per mailbox, which ``check`` reads (Microsoft): a calendar stored
+    # without it is checked once by the engine, and the mailbox kept.
+    learns_mailbox: bool = False

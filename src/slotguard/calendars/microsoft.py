@@ -20,8 +20,9 @@ note §2).
   DELETE treats 404 as done.
 * At most 4 requests in flight per mailbox, across the mailbox's calendars and every
   process (``calendars/permits.py``). The mailbox is the calendar owner's address, which
-  the connect check reads (``CheckResult.mailbox``, kept in the settings as ``mailbox``);
-  a calendar stored without it counts as a mailbox of its own.
+  the connect check reads (``CheckResult.mailbox``, kept in the settings as ``mailbox``;
+  for a calendar stored without it, the engine's next sync asks once). Until then a
+  calendar counts as a mailbox of its own.
 """
 
 from __future__ import annotations
@@ -371,4 +372,5 @@ SPEC = ProviderSpec(
     secret_fields=("refresh_token",),
     setting_fields=("calendar_id",),
     required_fields=("refresh_token",),
+    learns_mailbox=True,
 )

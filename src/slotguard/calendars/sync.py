@@ -25,7 +25,7 @@ import datetime as dt
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
@@ -33,11 +33,13 @@ import httpx
 import structlog
 
 from slotguard.calendars.base import (
+    CalendarProvider,
     CursorExpired,
     ProviderAuthError,
     ProviderContext,
     ProviderError,
     ProviderRateLimited,
+    ProviderSpec,
     Pull,
     Window,
 )
@@ -340,6 +342,8 @@ class CalendarSync:
                 db=self.db,
             )
             provider = spec.build(ctx)
+            if spec.learns_mailbox and not ctx.settings.get("mailbox"):
+                provider = await self._learn_mailbox(spec, provider, ctx)
             try:
                 pull = await provider.pull(None if full else cal.cursor, window)
             except CursorExpired:
@@ -352,6 +356,18 @@ class CalendarSync:
             if own_http:
                 await http.aclose()
         return await self._apply(calendar_id, pull, window, now)
+
+    async def _learn_mailbox(
+        self, spec: ProviderSpec, provider: CalendarProvider, ctx: ProviderContext
+    ) -> CalendarProvider:
+        """One check for a calendar connected before its mailbox was recorded, so its
+        requests count with the other calendars of that mailbox from now on."""
+        mailbox = (await provider.check()).mailbox
+        if not mailbox:
+            return provider
+        async with self.db.write() as s:
+            await calendar_repo.add_settings(s, ctx.calendar_id, {"mailbox": mailbox})
+        return spec.build(replace(ctx, settings={**ctx.settings, "mailbox": mailbox}))
 
     def _saver(self, calendar_id: str) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
         async def save(secrets: Mapping[str, Any]) -> None:

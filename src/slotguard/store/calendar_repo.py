@@ -146,6 +146,13 @@ async def set_credentials(s: AsyncSession, calendar_id: str, token: str | None) 
     )
 
 
+async def add_settings(s: AsyncSession, calendar_id: str, values: dict[str, str]) -> None:
+    """Merge settings the provider told us (a Microsoft mailbox) into the stored ones."""
+    cal = await s.get(Calendar, calendar_id, populate_existing=True, with_for_update=True)
+    if cal is not None:
+        cal.settings = {**(cal.settings or {}), **values}
+
+
 # -- the lease ---------------------------------------------------------------------------
 
 
