@@ -928,6 +928,25 @@ def test_dst_fall_back_slot_spans_the_repeated_hour() -> None:
     ]
 
 
+def test_dst_fall_back_across_midnight_lists_the_repeated_times_of_the_previous_date() -> None:
+    # Newfoundland went back from 00:01 NDT to 23:01 NST (02:31Z) on Sunday 1987-10-25. The
+    # range "00:00-01:00" that Sunday starts at the first 00:00 (02:30Z) and ends at 01:00
+    # NST (04:30Z): two real hours, half of them reading 23:xx of the Saturday. 30-minute
+    # slots on the 00:00 grid: 00:00 NDT, then 23:30 NST (Saturday's date), 00:00 and 00:30 NST.
+    rules = make_rules([(list(WEEKDAYS), "00:00", "01:00")])
+    req = make_req(
+        rules, tz="America/St_Johns", duration=30, interval=30, now=z("1987-01-01T00:00")
+    )
+    found = slots(req, z("1987-10-25T02:00"), z("1987-10-25T06:00"))
+    assert utc_starts(found) == [
+        "1987-10-25T02:30",
+        "1987-10-25T03:00",
+        "1987-10-25T03:30",
+        "1987-10-25T04:00",
+    ]
+    assert local_starts(found, "America/St_Johns")[1] == "1987-10-24 23:30"
+
+
 def test_dst_range_start_in_the_gap_opens_after_the_gap() -> None:
     # "02:30-05:00" on the New York spring-forward day opens at 03:00 EDT (07:00Z). The grid is
     # still anchored at 02:30 wall time: 02:30 is skipped, then 03:00, 03:30, 04:00, 04:30.

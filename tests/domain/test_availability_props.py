@@ -602,10 +602,14 @@ def tiling_cases(draw: st.DrawFn) -> TilingCase:
     window_end = _first_existing_instant(tz, datetime(*(day + timedelta(days=2)).timetuple()[:3]))
     # Exact tiling needs every grid time on the UTC grid lattice: offsets (and so the change)
     # that are whole multiples of the grid. True of nearly every zone since the 1970s.
+    lattice = timedelta(minutes=grid)
     for instant in (window_start, window_end - TICK, *changes):
         offset = instant.astimezone(tz).utcoffset()
-        assume(offset is not None and offset % timedelta(minutes=grid) == timedelta(0))
-    lattice = timedelta(minutes=grid)
+        assume(offset is not None and offset % lattice == timedelta(0))
+    # ... and the changes themselves on that lattice: a change at an odd minute (Newfoundland
+    # sprang forward at 00:01 in 1987) leaves a piece of range shorter than one slot.
+    for change in changes:
+        assume((change - datetime(1970, 1, 1, tzinfo=UTC)) % lattice == timedelta(0))
     blockers = [
         Blocker(
             start=(b_start := window_start + draw(st.integers(0, 72 * 60 // grid)) * lattice),

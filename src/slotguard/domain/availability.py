@@ -287,7 +287,10 @@ def _range_grid(tz: ZoneInfo, day: date, rs: int, re: int, interval: int) -> tup
         offset = lo.astimezone(tz).utcoffset()
         assert offset is not None  # a ZoneInfo always has one
         first_reading = lo + offset - base_utc
-        minute = max(0, -(-first_reading // timedelta(minutes=1)))  # first whole wall minute
+        # First whole wall minute. Negative after a fall-back that crosses midnight (clocks
+        # going back from 00:01 to 23:01, as in Newfoundland until 2011): the repeated times
+        # read as the previous date but are real time inside this day's range.
+        minute = -(-first_reading // timedelta(minutes=1))
         minute += (rs - minute) % interval  # ... on the grid
         instant = base_utc + timedelta(minutes=minute) - offset
         while minute < re and instant < hi:
