@@ -12,9 +12,8 @@ does exactly the work it does for the API:
    in_progress), autocommitted on PostgreSQL (a duplicate is the unique violation), as
    INSERT OR IGNORE in its own `BEGIN IMMEDIATE ... COMMIT` on SQLite
 3. the booking (one write transaction, services/bookings.py `book` + `run_write`):
-   SELECT businesses JOIN accounts ... FOR UPDATE OF businesses (no FOR UPDATE on SQLite,
-   where BEGIN IMMEDIATE serialises writers)           (load_scheduling)
-   SELECT meeting_classes                               (load_scheduling)
+   SELECT businesses JOIN accounts LEFT JOIN meeting_classes ... FOR UPDATE OF businesses
+   (no FOR UPDATE on SQLite, where BEGIN IMMEDIATE serialises writers)  (load_scheduling)
    SELECT reservations LEFT JOIN bookings (+-3 days)    (load_occupancy)
    SELECT calendars UNION ALL posted busy_intervals, packed (+-3 days) (load_occupancy)
    INSERT bookings; INSERT reservations (RETURNING id on PostgreSQL only)
@@ -204,17 +203,15 @@ PG_IDEM_INSERT = (
 PG_LOCK_BUSINESS = (
     "SELECT businesses.id, businesses.account_id, businesses.name, businesses.email, "
     "businesses.timezone, businesses.rules, businesses.created_at, businesses.updated_at, "
-    "businesses.deleted_at, accounts.rules AS rules_1 FROM businesses JOIN accounts "
-    "ON accounts.id = businesses.account_id WHERE businesses.account_id = $1::VARCHAR "
-    "AND businesses.id = $2::VARCHAR AND businesses.deleted_at IS NULL "
-    "FOR UPDATE OF businesses"
-)
-PG_MEETING_CLASS = (
-    "SELECT meeting_classes.id, meeting_classes.account_id, meeting_classes.name, "
-    "meeting_classes.display_name, meeting_classes.duration_minutes, meeting_classes.priority, "
-    "meeting_classes.buffer_before_minutes, meeting_classes.buffer_after_minutes, "
-    "meeting_classes.created_at, meeting_classes.updated_at FROM meeting_classes "
-    "WHERE meeting_classes.account_id = $1::VARCHAR AND meeting_classes.name = $2::VARCHAR"
+    "businesses.deleted_at, accounts.rules AS account_rules, meeting_classes.name AS "
+    "class_name, meeting_classes.display_name AS class_display_name, "
+    "meeting_classes.duration_minutes AS class_duration_minutes, meeting_classes.priority AS "
+    "class_priority, meeting_classes.buffer_before_minutes AS class_buffer_before_minutes, "
+    "meeting_classes.buffer_after_minutes AS class_buffer_after_minutes FROM businesses JOIN "
+    "accounts ON accounts.id = businesses.account_id LEFT OUTER JOIN meeting_classes ON "
+    "meeting_classes.account_id = businesses.account_id AND meeting_classes.name = $1::VARCHAR "
+    "WHERE businesses.account_id = $2::VARCHAR AND businesses.id = $3::VARCHAR AND "
+    "businesses.deleted_at IS NULL FOR UPDATE OF businesses"
 )
 PG_RESERVATIONS = (
     "SELECT reservations.id, reservations.business_id, reservations.kind, "
@@ -326,8 +323,8 @@ async def pg_book(conn: asyncpg.Connection, ctx: RawContext, v: BookingValues) -
     # 3. the booking
     lo, hi = v.start - MARGIN, v.end + MARGIN
     async with conn.transaction():
-        await conn.fetchrow(PG_LOCK_BUSINESS, acct, biz)  # business + account rules
-        await conn.fetchrow(PG_MEETING_CLASS, acct, "default")
+        # business + account rules + meeting class
+        await conn.fetchrow(PG_LOCK_BUSINESS, "default", acct, biz)
         # (expired holds are cleared only when the read finds one: none here)
         await conn.fetch(PG_RESERVATIONS, biz, hi, lo)
         await conn.fetch(PG_BUSY, biz, hi, lo)  # busy calendars + posted busy time
@@ -447,7 +444,6 @@ SQ = {
         # SQLite: INSERT OR IGNORE (a duplicate is no error there); PostgreSQL: plain.
         "idem_insert": PG_IDEM_INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1),
         "lock_business": PG_LOCK_BUSINESS,
-        "meeting_class": PG_MEETING_CLASS,
         "reservations": PG_RESERVATIONS,
         "insert_booking": PG_INSERT_BOOKING,
         # A Core INSERT of one row: SQLAlchemy fetches the new id with RETURNING on
@@ -523,8 +519,8 @@ def sqlite_book(
 
     def book() -> None:
         x = writer.execute
-        x(SQ["lock_business"], (acct, biz)).fetchall()  # business + account rules
-        x(SQ["meeting_class"], (acct, "default")).fetchall()
+        # business + account rules + meeting class
+        x(SQ["lock_business"], ("default", acct, biz)).fetchall()
         x(SQ["reservations"], (biz, hi, lo)).fetchall()
         x(SQ["busy"], (biz, biz, hi, lo)).fetchall()  # busy calendars + posted busy time
         x(
@@ -669,7 +665,7 @@ def replayed_shapes(store: str) -> list[str]:
     return [
         s(PG_KEY),
         *claim,
-        s(PG_LOCK_BUSINESS), s(PG_MEETING_CLASS),
+        s(PG_LOCK_BUSINESS),
         s(PG_RESERVATIONS), s(PG_BUSY), s(PG_INSERT_BOOKING),
         s(PG_INSERT_RESERVATION),
         s(PG_WRITE_CALENDAR), s(PG_WEBHOOK_ENDPOINTS), s(PG_IDEM_COMPLETE), s(PG_INSERT_AUDIT),

@@ -11,6 +11,7 @@ import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -103,36 +104,23 @@ async def load_scheduling(
     lock: bool,
 ) -> Scheduling:
     """Resolve business (locked for writers), rules and meeting class for one request."""
-    terms: ClassTerms | None = None
     business: BusinessRef | Business
-    row = (
-        await repo.business_rules_and_class(
-            s, ctx.account_id, business_id, meeting_class_name(ctx.actor, meeting_class)
+    row = None
+    if business_id:
+        class_name = meeting_class_name(ctx.actor, meeting_class)
+        row = await (
+            repo.business_and_account_rules(s, ctx.account_id, business_id, class_name)
+            if lock
+            else repo.business_rules_and_class(s, ctx.account_id, business_id, class_name)
         )
-        if business_id and not lock
-        else None
-    )
-    found = (
-        await repo.business_and_account_rules(s, ctx.account_id, business_id, lock=lock)
-        if business_id and lock
-        else None
-    )
-    if row is not None:
+    terms = _class_terms(row) if row is not None else None
+    if row is not None and not lock:
         ctx.actor.require_business(row.id)
         business = BusinessRef(row.id, row.name, row.timezone)
         layers = [row.account_rules or {}, row.rules]
-        if row.class_name is not None:
-            terms = ClassTerms(
-                name=row.class_name,
-                display_name=row.class_display_name,
-                duration_minutes=row.class_duration_minutes,
-                priority=row.class_priority,
-                buffer_before_minutes=row.class_buffer_before_minutes,
-                buffer_after_minutes=row.class_buffer_after_minutes,
-            )
     else:
-        if found is not None:
-            biz, account_rules = found
+        if row is not None:
+            biz, account_rules = row.Business, row.account_rules or {}
             ctx.actor.require_business(biz.id)
         else:  # by owner email, or unknown (resolve_business raises the right error)
             biz = await resolve_business(
@@ -153,6 +141,20 @@ async def load_scheduling(
             buffer_after_minutes=mc.buffer_after_minutes,
         )
     return Scheduling(business=business, tz=zone(business.timezone), rules=rules, terms=terms)
+
+
+def _class_terms(row: Any) -> ClassTerms | None:
+    """The meeting class read with the business (None: no class of that name)."""
+    if row.class_name is None:
+        return None
+    return ClassTerms(
+        name=row.class_name,
+        display_name=row.class_display_name,
+        duration_minutes=row.class_duration_minutes,
+        priority=row.class_priority,
+        buffer_before_minutes=row.class_buffer_before_minutes,
+        buffer_after_minutes=row.class_buffer_after_minutes,
+    )
 
 
 @functools.lru_cache(maxsize=256)

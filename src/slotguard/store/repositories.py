@@ -217,48 +217,40 @@ async def lock_business(s: AsyncSession, account_id: str, business_id: str) -> B
     return found
 
 
-_BUSINESS_AND_ACCOUNT_RULES = (
-    select(Business, Account.rules)
-    .join(Account, Account.id == Business.account_id)
-    .where(
-        Business.account_id == bindparam("account_id"),
-        Business.id == bindparam("business_id"),
-        Business.deleted_at.is_(None),
-    )
-    .execution_options(populate_existing=True)
-)
-_BUSINESS_AND_ACCOUNT_RULES_LOCKED = _BUSINESS_AND_ACCOUNT_RULES.with_for_update(of=Business)
-
-
 # Reads (no lock) also take the meeting class in the same statement: one round trip fewer
 # for every slot listing. Plain rows (table columns, labelled): a read only looks at them.
 # NULL class columns: no class of that name.
 _b, _a, _mc = (t.__table__.c for t in (Business, Account, MeetingClass))
+_CLASS_COLUMNS = (
+    _mc.name.label("class_name"),
+    _mc.display_name.label("class_display_name"),
+    _mc.duration_minutes.label("class_duration_minutes"),
+    _mc.priority.label("class_priority"),
+    _mc.buffer_before_minutes.label("class_buffer_before_minutes"),
+    _mc.buffer_after_minutes.label("class_buffer_after_minutes"),
+)
+_WITH_CLASS = Business.__table__.join(Account.__table__, _a.id == _b.account_id).outerjoin(
+    MeetingClass.__table__,
+    and_(_mc.account_id == _b.account_id, _mc.name == bindparam("class_name")),
+)
+_LIVE_BUSINESS_OF = and_(
+    _b.account_id == bindparam("account_id"),
+    _b.id == bindparam("business_id"),
+    _b.deleted_at.is_(None),
+)
 _BUSINESS_RULES_CLASS = (
-    select(
-        _b.id,
-        _b.name,
-        _b.timezone,
-        _b.rules,
-        _a.rules.label("account_rules"),
-        _mc.name.label("class_name"),
-        _mc.display_name.label("class_display_name"),
-        _mc.duration_minutes.label("class_duration_minutes"),
-        _mc.priority.label("class_priority"),
-        _mc.buffer_before_minutes.label("class_buffer_before_minutes"),
-        _mc.buffer_after_minutes.label("class_buffer_after_minutes"),
-    )
-    .select_from(
-        Business.__table__.join(Account.__table__, _a.id == _b.account_id).outerjoin(
-            MeetingClass.__table__,
-            and_(_mc.account_id == _b.account_id, _mc.name == bindparam("class_name")),
-        )
-    )
-    .where(
-        _b.account_id == bindparam("account_id"),
-        _b.id == bindparam("business_id"),
-        _b.deleted_at.is_(None),
-    )
+    select(_b.id, _b.name, _b.timezone, _b.rules, _a.rules.label("account_rules"), *_CLASS_COLUMNS)
+    .select_from(_WITH_CLASS)
+    .where(_LIVE_BUSINESS_OF)
+)
+# Writers lock the business row and keep it as an ORM object (held in the session, it
+# serves the booking's mail snapshot); the class comes in the same statement.
+_BUSINESS_AND_ACCOUNT_RULES_LOCKED = (
+    select(Business, _a.rules.label("account_rules"), *_CLASS_COLUMNS)
+    .select_from(_WITH_CLASS)
+    .where(_LIVE_BUSINESS_OF)
+    .execution_options(populate_existing=True)
+    .with_for_update(of=Business)
 )
 
 
@@ -277,12 +269,17 @@ async def business_rules_and_class(
 
 
 async def business_and_account_rules(
-    s: AsyncSession, account_id: str, business_id: str, *, lock: bool
-) -> tuple[Business, dict[str, Any]] | None:
-    """A business (row-locked if `lock`, see `lock_business`) and its account's rule layer."""
-    q = _BUSINESS_AND_ACCOUNT_RULES_LOCKED if lock else _BUSINESS_AND_ACCOUNT_RULES
-    row = (await s.execute(q, {"account_id": account_id, "business_id": business_id})).first()
-    return None if row is None else (row[0], row[1] or {})
+    s: AsyncSession, account_id: str, business_id: str, class_name: str
+) -> Row[Any] | None:
+    """A business, row-locked (see `lock_business`), as an ORM object (``Business``), its
+    account's rule layer (``account_rules``) and the meeting class named `class_name`
+    (``class_*``, NULL if there is none), in one statement."""
+    return (
+        await s.execute(
+            _BUSINESS_AND_ACCOUNT_RULES_LOCKED,
+            {"account_id": account_id, "business_id": business_id, "class_name": class_name},
+        )
+    ).first()
 
 
 async def list_businesses(
