@@ -26,7 +26,17 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
-from run import OPEN_RULES, booking_slot
+from run import (
+    AVAIL_RULES,
+    AVAIL_TZ,
+    AVAIL_WINDOW_DAYS,
+    BUSY_COUNT,
+    OPEN_RULES,
+    booking_slot,
+    busy_intervals,
+    iso,
+    tomorrow_utc,
+)
 from sqlcapture import _settings
 
 
@@ -38,7 +48,9 @@ async def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="postgres")
-    parser.add_argument("--scenario", choices=["bookings", "holds"], default="bookings")
+    parser.add_argument(
+        "--scenario", choices=["bookings", "holds", "me", "health", "slots"], default="bookings"
+    )
     parser.add_argument("-n", type=int, default=300)
     args = parser.parse_args()
     with harness.temp_workdir() as workdir:
@@ -61,11 +73,42 @@ async def main() -> None:
                     headers=auth,
                 )  # fmt: skip
                 business_id = r.json()["data"]["id"]
+                if args.scenario == "slots":
+                    # run.py's listing: 30 days in Berlin, 500 busy intervals.
+                    r = await c.post(
+                        "/v1/businesses",
+                        json={"name": "s", "timezone": AVAIL_TZ, "rules": AVAIL_RULES},
+                        headers=auth,
+                    )
+                    business_id = r.json()["data"]["id"]
+                    window_start = tomorrow_utc()
+                    window_end = window_start + dt.timedelta(days=AVAIL_WINDOW_DAYS)
+                    for i, (bs, be) in enumerate(busy_intervals(window_start, BUSY_COUNT)):
+                        r = await c.post(
+                            f"/v1/businesses/{business_id}/busy",
+                            json={"start": iso(bs), "end": iso(be), "title": f"busy {i}"},
+                            headers=auth,
+                        )
+                        assert r.status_code == 201, r.text
+                    slot_params = {"business_id": business_id, "start": iso(window_start),
+                                   "end": iso(window_end)}  # fmt: skip
 
                 async def one(k: int) -> None:
                     start = booking_slot(k)
                     end = start + dt.timedelta(minutes=30)
                     idem = {**auth, "Idempotency-Key": uuid.uuid4().hex}
+                    if args.scenario == "slots":
+                        r = await c.get("/v1/availability/slots", params=slot_params,
+                                        headers=auth)  # fmt: skip
+                        assert r.status_code == 200, r.text
+                        return
+                    if args.scenario in ("me", "health"):
+                        # The floor every request pays: HTTP in and out of the ASGI stack,
+                        # the middleware, and for /v1/me the key check.
+                        r = await c.get("/v1/me" if args.scenario == "me" else "/healthz",
+                                        headers=auth)  # fmt: skip
+                        assert r.status_code == 200, r.text
+                        return
                     if args.scenario == "bookings":
                         r = await c.post(
                             "/v1/bookings",
