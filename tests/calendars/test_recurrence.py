@@ -63,6 +63,54 @@ RRULE:FREQ=WEEKLY;COUNT=2""",
     ]
 
 
+def test_weekly_across_us_and_eu_fall_back() -> None:
+    """The autumn transitions fall on different dates too: the last Sunday of October in
+    the EU, the first Sunday of November in the US; the week in between differs by 4 hours,
+    not 5 or 6."""
+    text = cal(
+        """UID:ny
+DTSTART;TZID=America/New_York:20261019T090000
+DTEND;TZID=America/New_York:20261019T100000
+RRULE:FREQ=WEEKLY;COUNT=4""",
+        """UID:be
+DTSTART;TZID=Europe/Berlin:20261019T150000
+DTEND;TZID=Europe/Berlin:20261019T160000
+RRULE:FREQ=WEEKLY;COUNT=4""",
+    )
+    got = expand(text, WINDOW, default_tz=ZoneInfo("UTC")).by_uid
+    assert [p.start for p in got["ny"].periods] == [
+        z(2026, 10, 19, 13),
+        z(2026, 10, 26, 13),
+        z(2026, 11, 2, 14),
+        z(2026, 11, 9, 14),
+    ]
+    assert [p.start for p in got["be"].periods] == [
+        z(2026, 10, 19, 13),
+        z(2026, 10, 26, 14),
+        z(2026, 11, 2, 14),
+        z(2026, 11, 9, 14),
+    ]
+
+
+def test_ambiguous_and_nonexistent_times_on_us_transition_days() -> None:
+    text = cal(
+        """UID:gap
+DTSTART;TZID=America/New_York:20260308T023000
+DTEND;TZID=America/New_York:20260308T033000""",
+        """UID:amb
+DTSTART;TZID=America/New_York:20261101T013000
+DTEND;TZID=America/New_York:20261101T020000""",
+    )
+    got = periods(text, tz=ZoneInfo("UTC"))
+    # 02:30 does not exist on 8 March: read with the offset before the gap (-05:00), and
+    # its wall-clock hour kept. 01:30 happens twice on 1 November: the first (-04:00), up
+    # to 02:00 EST, so the busy time covers both 01:30s.
+    assert [(p.start, p.end) for p in got] == [
+        (z(2026, 3, 8, 7, 30), z(2026, 3, 8, 8, 30)),
+        (z(2026, 11, 1, 5, 30), z(2026, 11, 1, 7)),
+    ]
+
+
 def test_exdate_removes_one_occurrence() -> None:
     text = cal("""UID:x
 DTSTART;TZID=America/New_York:20260302T090000
@@ -264,7 +312,9 @@ def test_globally_unique_tzid_is_mapped_without_warning() -> None:
     text = cal("""UID:g
 DTSTART;TZID=/mozilla.org/20070129_1/America/New_York:20260310T090000
 DTEND;TZID=/mozilla.org/20070129_1/America/New_York:20260310T100000""")
-    assert starts(text) == [z(2026, 3, 10, 13)]
+    got = expand(text, WINDOW, default_tz=BERLIN)
+    assert [p.start for p in got.all_periods()] == [z(2026, 3, 10, 13)]
+    assert got.notes == []
 
 
 def test_unknown_tzid_is_floating_in_default_zone_with_a_note() -> None:
@@ -292,6 +342,43 @@ DTSTART;TZID={name}:20260310T090000
 DTEND;TZID={name}:20260310T100000""",
         head=vtz,
     )
+
+
+KERIO = '"Amsterdam, Belgrade, Berlin, Brussels, Rome, Stockholm, Vienna"'
+
+
+@pytest.mark.parametrize("tzid", [KERIO, "Europe/Berlin"])
+def test_tzid_on_a_date_is_ignored_and_the_day_stays_whole(tzid: str) -> None:
+    """Kerio (and others) put a TZID on VALUE=DATE values; a date has no zone (RFC 5545
+    3.3.4), so the day is the calendar's local day, with or without DTEND, for a series
+    with EXDATE;VALUE=DATE too, and no warning about the zone."""
+    text = cal(
+        f"""UID:with-end
+DTSTART;TZID={tzid};VALUE=DATE:20260310
+DTEND;TZID={tzid};VALUE=DATE:20260311""",
+        f"""UID:no-end
+DTSTART;TZID={tzid};VALUE=DATE:20260312""",
+        f"""UID:series
+DTSTART;TZID={tzid};VALUE=DATE:20260316
+RRULE:FREQ=DAILY;COUNT=3
+EXDATE;VALUE=DATE:20260317""",
+        f"""UID:free
+DTSTART;TZID={tzid};VALUE=DATE:20260320
+X-MICROSOFT-CDO-BUSYSTATUS:FREE""",
+    )
+    got = expand(text, WINDOW, default_tz=NY)
+
+    def day(d: int) -> tuple[dt.datetime, dt.datetime]:
+        return z(2026, 3, d, 4), z(2026, 3, d + 1, 4)  # New York midnights (EDT)
+
+    spans = {uid: [(p.start, p.end) for p in s.periods] for uid, s in got.by_uid.items()}
+    assert spans == {
+        "with-end": [day(10)],
+        "no-end": [day(12)],
+        "series": [day(16), day(18)],
+        "free": [],
+    }
+    assert got.notes == []
 
 
 def test_custom_vtimezone_cache_does_not_leak_between_feeds() -> None:

@@ -329,3 +329,31 @@ async def test_a_disconnected_calendar_keeps_its_events_and_bookings_settle(
     assert (await deliver(writer, ct, b["id"])).status == "delivered"
     assert (await booking(ct, b["id"]))["calendar_sync_status"] == "not_applicable"
     assert len(radicale.list_events(url)) == 1  # events already written stay there
+
+
+async def test_an_event_the_owner_deleted_is_written_again_as_a_new_generation(
+    ct: Tenant, radicale: Radicale, writer: CalendarWriter, transport: DropResponses
+) -> None:
+    biz_id, url = await write_calendar(ct, radicale)
+    day = future_day()
+    b = (await book(ct, biz_id, day + 9 * H, 30)).json()["data"]
+    await deliver(writer, ct, b["id"])
+    href, _ = only_event(radicale, url)
+    assert href.endswith(f"/{b['id']}-1.ics")
+    radicale.delete(radicale.base + href)  # the owner deletes it in their calendar app
+    r = await ct.client.post(
+        f"/v1/bookings/{b['id']}/reschedule",
+        json={"start_time": iso(day + 11 * H)},
+        headers=ct.headers(**{"Idempotency-Key": "after-delete-" + b["id"]}),
+    )
+    assert r.status_code == 200, r.text
+    # The new generation's create loses its answers too: still exactly one event.
+    transport.drops = 2
+    outcomes = [(await deliver(writer, ct, b["id"])).status for _ in range(5)]
+    assert outcomes[-1] == "delivered" and outcomes.count("retry") <= 2
+    new_href, body = only_event(radicale, url)
+    assert new_href.endswith(f"/{b['id']}-2.ics")
+    assert f"UID:{b['id']}-2@slotguard" in body
+    assert f"DTSTART:{(day + 11 * H).strftime('%Y%m%dT%H%M%SZ')}" in body
+    got = await booking(ct, b["id"])
+    assert got["calendar_sync_status"] == "synced" and got["calendar_event_id"] == new_href

@@ -7,20 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
-from slotguard.calendars.base import BusyPeriod
+from slotguard.calendars.base import BusyPeriod, remote_identity
 from slotguard.calendars.microsoft import PREFER
 from slotguard.calendars.sync import CalendarSync, SyncConfig
-from tests.api.helpers import future_day, iso, make_business
+from tests.api.helpers import book, future_day, iso, key, make_business
 from tests.conftest import Store, Tenant
-from tests.fakes.google import GoogleFake
+from tests.fakes.google import GOOGLE_ERRORS, GoogleFake
 from tests.fakes.graph import GraphFake
 from tests.oauth.conftest import Served
-from tests.oauth.engine import H, calendar_row, connect, slot_starts, sync_once
+from tests.oauth.engine import (
+    H,
+    booking_row,
+    calendar_row,
+    connect,
+    deliver,
+    reschedule,
+    slot_starts,
+    sync_once,
+)
 from tests.oauth.providers import NOW, WINDOW, google_provider, graph_provider
+from tests.oauth.test_e2e import stored_refresh_token
 from tests.oauth.test_faults import busy_of, google_calendar, graph_calendar
 
 OWNER = "owner@example.com"
@@ -326,3 +339,267 @@ async def test_google_other_event_types_fail_closed(
     got = {i.external_id: i.busy for i in (await provider.pull(None, WINDOW)).items}
     for name, event_id in ids.items():
         assert len(got[event_id]) == 1, name  # §7.2: only workingLocation is free by type
+
+
+# -- more starred cases the tests above left open ----------------------------------------------
+
+
+async def test_graph_410_resync_never_shows_the_calendar_empty(
+    api: Tenant, served: Served, store: Store
+) -> None:
+    graph = served.graph
+    user = "resync@contoso.example"
+    biz, cal = await graph_calendar(api, served, user)
+    day = future_day()
+    old = graph.add_event(user, start=day + 9 * H, end=day + 10 * H)
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    graph.delete_event(old["id"])
+    new = graph.add_event(user, start=day + 11 * H, end=day + 12 * H)
+    assert new
+    graph.invalidate_delta_tokens()
+    graph.latency_s = 0.2  # every request of the resync is slow
+
+    task = asyncio.create_task(sync_once(store.db, served.settings, cal["id"]))
+    seen: list[list[str]] = []
+    while not task.done():
+        seen.append([b["start"] for b in await busy_of(api, biz["id"], cal["id"], day)])
+        await asyncio.sleep(0.05)
+    assert await task == "synced"
+    graph.latency_s = 0.0
+    assert len(seen) >= 3
+    assert all(s in ([iso(day + 9 * H)], [iso(day + 11 * H)]) for s in seen), seen
+    assert [b["start"] for b in await busy_of(api, biz["id"], cal["id"], day)] == [
+        iso(day + 11 * H)
+    ]
+
+
+async def test_weekly_series_keeps_its_wall_clock_across_the_autumn_transitions(
+    google: GoogleFake, graph: GraphFake, http: httpx.AsyncClient
+) -> None:
+    """The EU falls back on the last Sunday of October, the US a week later; a timed event
+    over the Berlin fall-back night lasts an hour longer than its wall clock says."""
+    year = NOW.year + 1
+    berlin, ny = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
+    window = type(WINDOW)(
+        dt.datetime(year, 10, 1, tzinfo=dt.UTC), dt.datetime(year, 12, 1, tzinfo=dt.UTC)
+    )
+    last = dt.date(year, 10, 31)
+    eu_switch = last - dt.timedelta(days=(last.weekday() - 6) % 7)
+    eve = eu_switch - dt.timedelta(days=1)
+    first_monday = eu_switch - dt.timedelta(days=13)  # two weeks before, a Monday
+
+    token = google.add_user(OWNER)
+    series = {}
+    for name, tz in (("berlin", berlin), ("ny", ny)):
+        _, instances = google.add_series(
+            OWNER,
+            first_start=dt.datetime.combine(first_monday, dt.time(9), tzinfo=tz),
+            duration=H,
+            count=5,
+            time_zone=str(tz),
+        )
+        series[name] = [i["id"] for i in instances]
+    night = google.add_event(
+        OWNER,
+        start=dt.datetime.combine(eve, dt.time(22), tzinfo=berlin),
+        end=dt.datetime.combine(eu_switch, dt.time(6), tzinfo=berlin),
+        time_zone="Europe/Berlin",
+    )["id"]
+    provider, _ = google_provider(http, token)
+    got = {i.external_id: i.busy for i in (await provider.pull(None, window)).items}
+    for name, tz in (("berlin", berlin), ("ny", ny)):
+        assert [got[i][0].start.astimezone(tz).time() for i in series[name]] == [dt.time(9)] * 5
+    utc = {n: [got[i][0].start.hour for i in series[n]] for n in series}
+    assert utc["berlin"] == [7, 7, 8, 8, 8]  # after the last Sunday of October
+    assert utc["ny"] == [13, 13, 13, 14, 14]  # after the first Sunday of November
+    (night_busy,) = got[night]
+    assert night_busy.end - night_busy.start == 9 * H
+
+    ms = graph_provider(http, graph.add_user(MS_OWNER))[0]
+    ids = []
+    for week in range(5):
+        start = dt.datetime.combine(first_monday + dt.timedelta(days=7 * week), dt.time(9))
+        start = start.replace(tzinfo=ny)
+        ids.append(
+            graph.add_event(
+                MS_OWNER, start=start, end=start + H, zone="America/New_York",
+                series_master_id="AAMkfall",
+            )["id"]
+        )  # fmt: skip
+    ms_night = graph.add_event(
+        MS_OWNER,
+        start=dt.datetime.combine(eve, dt.time(22), tzinfo=berlin),
+        end=dt.datetime.combine(eu_switch, dt.time(6), tzinfo=berlin),
+        zone="Europe/Berlin",
+    )["id"]
+    ms_got = {i.external_id: i.busy for i in (await ms.pull(None, window)).items}
+    assert [ms_got[i][0].start.hour for i in ids] == [13, 13, 13, 14, 14]
+    assert ms_got[ms_night][0].end - ms_got[ms_night][0].start == 9 * H
+
+
+async def test_google_all_day_free_and_multi_day_end_is_exclusive(
+    google: GoogleFake, http: httpx.AsyncClient
+) -> None:
+    token = google.add_user(OWNER, timezone="Europe/Paris")
+    day = (NOW + dt.timedelta(days=4)).date()
+    free = google.add_event(
+        OWNER, start=day, end=day + dt.timedelta(days=1), transparency="transparent"
+    )["id"]
+    two = google.add_event(OWNER, start=day, end=day + dt.timedelta(days=2))["id"]
+    provider, _ = google_provider(http, token)
+    got = {i.external_id: i.busy for i in (await provider.pull(None, WINDOW)).items}
+    assert got[free] == ()
+    paris = ZoneInfo("Europe/Paris")
+    assert got[two] == (
+        BusyPeriod(
+            dt.datetime.combine(day, dt.time(0), tzinfo=paris).astimezone(dt.UTC),
+            dt.datetime.combine(day + dt.timedelta(days=2), dt.time(0), tzinfo=paris).astimezone(
+                dt.UTC
+            ),
+        ),
+    )
+
+
+async def test_graph_unanswered_and_tentative_invitations_are_busy(
+    graph: GraphFake, http: httpx.AsyncClient
+) -> None:
+    provider, _ = graph_provider(http, graph.add_user(MS_OWNER))
+    t = NOW + dt.timedelta(days=2)
+    ids = {
+        response: graph.add_event(
+            MS_OWNER, start=t + i * H, end=t + i * H + H / 2, response=response
+        )["id"]
+        for i, response in enumerate(["notResponded", "none", "tentativelyAccepted", "accepted"])
+    }
+    got = {i.external_id: i.busy for i in (await provider.pull(None, WINDOW)).items}
+    for response, event_id in ids.items():
+        assert len(got[event_id]) == 1, response
+
+
+async def test_graph_event_deleted_by_the_owner_is_written_again_once(
+    api: Tenant, served: Served, store: Store
+) -> None:
+    graph = served.graph
+    user = "deleted@contoso.example"
+    biz, _ = await graph_calendar(api, served, user, role="write")
+    booking = (await book(api, biz["id"], future_day() + 9 * H, 30)).json()["data"]
+    first = await deliver(store.db, served.settings, booking["id"])
+    assert first.calendar_sync_status == "synced" and first.calendar_event_id
+    graph.delete_event(first.calendar_event_id)
+    moved = await reschedule(api, booking, future_day() + 10 * H)
+    graph.transaction_dedupe = False
+    graph.inject("create", "commit_then_drop")
+    second = await deliver(store.db, served.settings, moved["id"])
+    assert second.calendar_sync_status == "synced"
+    live = graph.live_events(user)
+    assert [e["id"] for e in live] == [second.calendar_event_id]
+    assert second.calendar_event_id != first.calendar_event_id
+    assert live[0]["transactionId"] == str(remote_identity(booking["id"], 2))
+
+
+async def test_microsoft_expired_token_refreshes_once_and_invalid_grant_is_auth_failed(
+    api: Tenant, served: Served, store: Store
+) -> None:
+    graph = served.graph
+    user = "auth@contoso.example"
+    biz, cal = await graph_calendar(api, served, user)
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    before = await stored_refresh_token(store, cal["id"])
+    asked = len(graph.calls("token"))
+    graph.expire_access_tokens()  # the cached access token is refused: 401
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    assert len(graph.calls("token")) == asked + 1
+    rotated = await stored_refresh_token(store, cal["id"])
+    assert rotated != before and rotated in graph.refresh_tokens  # the rotation was saved
+
+    graph.revoke(rotated)
+    graph.expire_access_tokens()
+    assert await sync_once(store.db, served.settings, cal["id"]) == "failed"
+    row = await calendar_row(store.db, cal["id"])
+    assert row.status == "auth_failed" and row.last_error is not None
+    assert row.last_error["code"] == "calendar_auth_failed"
+    asked = len(graph.calls("token"))
+    assert await sync_once(store.db, served.settings, cal["id"]) == "failed"
+    assert len(graph.calls("token")) == asked  # no retry loop against the token endpoint
+    stale = {"code": "calendar_stale", "calendar_id": cal["id"]}
+    _, warnings = await slot_starts(api, biz["id"], future_day())
+    assert stale in warnings
+    assert stale in await hold_warnings(api, biz["id"], future_day())
+
+
+async def hold_warnings(api: Tenant, biz_id: str, day: dt.datetime) -> list[Any]:
+    r = await api.client.post(
+        "/v1/availability",
+        json={
+            "business_id": biz_id,
+            "duration_minutes": 60,
+            "window": {"start": iso(day + 8 * H), "end": iso(day + 13 * H)},
+        },
+        headers=api.headers(**{"Idempotency-Key": key()}),
+    )
+    assert r.status_code == 200, r.text
+    warnings: list[Any] = r.json()["data"]["warnings"]
+    return warnings
+
+
+@pytest.mark.parametrize("provider", ["google", "microsoft"])
+async def test_staleness_is_visible_on_slots_holds_and_the_calendar(
+    api: Tenant, served: Served, store: Store, provider: str
+) -> None:
+    user = f"stale-{provider}@example.com"
+    make = google_calendar if provider == "google" else graph_calendar
+    biz, cal = await make(api, served, user)
+    fake: Any = served.google if provider == "google" else served.graph
+    day = future_day()
+    fake.add_event(user, start=day + 9 * H, end=day + 10 * H)
+    stale = {"code": "calendar_stale", "calendar_id": cal["id"]}
+    path = f"/v1/businesses/{biz['id']}/calendars/{cal['id']}"
+
+    async def shown() -> dict[str, Any]:
+        r = await api.client.get(path, headers=api.headers())
+        assert r.status_code == 200, r.text
+        data: dict[str, Any] = r.json()["data"]
+        return data
+
+    # Never synced.
+    assert stale in (await slot_starts(api, biz["id"], day))[1]
+    assert stale in await hold_warnings(api, biz["id"], day)
+    assert (await shown())["last_synced_at"] is None
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    good = await shown()
+    assert good["busy_intervals"] == 1 and good["last_error"] is None
+    assert (await slot_starts(api, biz["id"], day))[1] == []
+
+    # Failing: warned everywhere, the cached busy time still blocks.
+    fake.fail_next("*", 503, {"error": {"code": 503, "message": "down"}}, times=1000)
+    assert await sync_once(store.db, served.settings, cal["id"]) == "failed"
+    down = await shown()
+    assert down["status"] == "error" and down["last_error"]["code"] == "calendar_unreachable"
+    assert down["busy_intervals"] == 1 and down["last_synced_at"] == good["last_synced_at"]
+    starts, warnings = await slot_starts(api, biz["id"], day)
+    assert warnings == [stale] and iso(day + 9 * H) not in starts
+    assert await hold_warnings(api, biz["id"], day) == [stale]
+
+    # Recovered: the warning goes.
+    fake.faults.clear()
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    assert (await shown())["last_error"] is None
+    assert (await slot_starts(api, biz["id"], day))[1] == []
+    assert await hold_warnings(api, biz["id"], day) == []
+
+
+async def test_a_throttled_write_calendar_does_not_hold_up_another_in_the_outbox(
+    api: Tenant, served: Served, store: Store
+) -> None:
+    g_biz, _ = await google_calendar(api, served, "throttled@example.com", role="write")
+    m_biz, _ = await graph_calendar(api, served, "fine@contoso.example", role="write")
+    status, body = GOOGLE_ERRORS["rateLimitExceeded"]
+    served.google.fail_next("insert", status, body, headers={"Retry-After": "300"}, times=50)
+    day = future_day()
+    throttled = (await book(api, g_biz["id"], day + 9 * H, 30)).json()["data"]
+    fine = (await book(api, m_biz["id"], day + 9 * H, 30)).json()["data"]
+    began = time.monotonic()
+    done = await deliver(store.db, served.settings, fine["id"], rounds=1)
+    assert time.monotonic() - began < 10  # the 300 s are not slept inside the round
+    assert done.calendar_sync_status == "synced"
+    assert (await booking_row(store.db, throttled["id"])).calendar_sync_status == "pending"

@@ -16,6 +16,7 @@ Time zones, in order:
   custom VTIMEZONEs in a process-wide cache where the first definition of a TZID wins; keyed
   by content, two feeds defining the same name differently cannot contaminate each other.
 * A TZID that is none of these is read as floating time and reported in ``notes``.
+* A TZID on a ``VALUE=DATE`` value (Kerio) is dropped: a date has no zone.
 * Floating times (and all-day dates) are wall-clock times in the calendar's zone:
   ``X-WR-TIMEZONE`` when the data names a valid one, else the configured calendar zone,
   else the business zone.
@@ -55,6 +56,10 @@ MAX_OCCURRENCES = 50_000
 _UNFOLD = re.compile(r"\r?\n[ \t]")
 _TZID_PARAM = re.compile(r';TZID=("[^"]*"|[^;:]*)', re.IGNORECASE)
 _SUFFIX = re.compile(r"\s+\d+$")
+# A date-valued time property (DTSTART;VALUE=DATE:…, also EXDATE/RDATE/RECURRENCE-ID).
+_DATE_VALUED = re.compile(
+    r"^(DTSTART|DTEND|DUE|EXDATE|RDATE|RECURRENCE-ID);(?:[^:]*;)?VALUE=DATE[;:]", re.IGNORECASE
+)
 
 
 @dataclass
@@ -147,6 +152,11 @@ def _normalise_tzids(text: str) -> tuple[str, list[str]]:
         upper = line.upper()
         if upper.startswith("TZID:"):
             out.append("TZID:" + target(line[5:]))
+        elif ";TZID=" in upper and _DATE_VALUED.match(line):
+            # A date has no zone (RFC 5545 3.3.4), yet Kerio and others write one: with it,
+            # icalendar reads midnight in that zone, a timed instant (without DTEND: zero
+            # length, no busy time at all). The day is a day of the calendar's zone.
+            out.append(_TZID_PARAM.sub("", line))
         elif ";TZID=" in upper:
             out.append(_TZID_PARAM.sub(lambda m: f";TZID={_quote(target(m.group(1)))}", line))
         else:
