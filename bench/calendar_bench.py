@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import random
@@ -395,23 +394,11 @@ async def main() -> int:
         "machine": harness.machine_info(),
         "stores": {},
     }
-    failed = False
-    for name in stores:
-        try:
-            res = await bench_store(name, requests=args.requests, runs=args.runs)
-            report["stores"][name] = res
-            print(table(res), flush=True)
-        except Exception as exc:
-            failed = True
-            import traceback
 
-            traceback.print_exc()
-            report["stores"][name] = {"store": name, "error": repr(exc)}
-    harness.OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = harness.OUT_DIR / "calendars.json"
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {path}")
-    return 1 if failed else 0
+    async def one(name: str) -> dict[str, Any]:
+        return await bench_store(name, requests=args.requests, runs=args.runs)
+
+    return await harness.run_stores(stores, one, table, report, "calendars.json")
 
 
 if __name__ == "__main__":

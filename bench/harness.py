@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import platform
@@ -18,8 +19,9 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,37 @@ PG_ADMIN_URL = os.environ.get(
 )
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
+
+
+# --- the run per store ---------------------------------------------------------------------
+
+
+async def run_stores(
+    stores: Sequence[str],
+    bench: Callable[[str], Awaitable[dict[str, Any]]],
+    table: Callable[[dict[str, Any]], str],
+    report: dict[str, Any],
+    filename: str,
+) -> int:
+    """Each store in turn: its figures printed and kept in `report["stores"]`. A store whose
+    run breaks is recorded with its error and the next one still runs. The report goes to
+    `OUT_DIR/filename`; the exit status is 1 when any store broke, else 0."""
+    report.setdefault("stores", {})
+    failed = False
+    for name in stores:
+        try:
+            res = await bench(name)
+            report["stores"][name] = res
+            print(table(res), flush=True)
+        except Exception as exc:
+            failed = True
+            traceback.print_exc()
+            report["stores"][name] = {"store": name, "error": repr(exc)}
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / filename
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
+    return 1 if failed else 0
 
 
 # --- statistics ---------------------------------------------------------------------------

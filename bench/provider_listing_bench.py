@@ -36,13 +36,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import random
 import sys
 import time
-import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,21 +238,11 @@ async def main() -> int:
         "machine": harness.machine_info(),
         "stores": {},
     }
-    failed = False
-    for name in stores:
-        try:
-            res = await bench_store(name, requests=args.requests)
-            report["stores"][name] = res
-            print(table(res), flush=True)
-        except Exception as exc:
-            failed = True
-            traceback.print_exc()
-            report["stores"][name] = {"store": name, "error": repr(exc)}
-    harness.OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = harness.OUT_DIR / "provider_listing.json"
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {path}")
-    return 1 if failed else 0
+
+    async def one(name: str) -> dict[str, Any]:
+        return await bench_store(name, requests=args.requests)
+
+    return await harness.run_stores(stores, one, table, report, "provider_listing.json")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import datetime as dt
 import functools
-import json
 import logging
 import math
 import os
@@ -22,7 +21,6 @@ import random
 import signal
 import sys
 import time
-import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -673,25 +671,16 @@ async def main() -> int:
         "machine": machine,
         "stores": {},
     }
-    failed = False
-    for name in stores:
+
+    async def one(name: str) -> dict[str, Any]:
         if args.wait_quiet > 0:
             busy = harness.wait_for_quiet(args.wait_quiet)
             print(f"[{name}] machine {busy:.0f}% busy before starting", flush=True)
-        try:
-            res = await bench_store(name, quick=args.quick, workers=args.workers)
-            res["targets"] = targets(res)
-            report["stores"][name] = res
-            print(table(res), flush=True)
-        except Exception as exc:
-            failed = True
-            traceback.print_exc()
-            report["stores"][name] = {"store": name, "error": repr(exc)}
-    harness.OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = harness.OUT_DIR / "results.json"
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {path}")
-    return 1 if failed else 0
+        res = await bench_store(name, quick=args.quick, workers=args.workers)
+        res["targets"] = targets(res)
+        return res
+
+    return await harness.run_stores(stores, one, table, report, "results.json")
 
 
 if __name__ == "__main__":
