@@ -10,7 +10,9 @@ on 127.0.0.1 (a dev dependency), per store:
    days, are connected to business A and synced by the server's embedded worker. Business
    B has the same rules and no calendar. `GET /v1/availability/slots` over the same 30
    days, A and B interleaved on one keep-alive connection each, after 30 warm-up requests;
-   p50/p99 of each. Target: p99(A) <= 1.10 x p99(B).
+   p50/p99 of each. Target: p99(A) <= 1.10 x p99(B). Then the same with `limit` at the
+   smaller slot count of the two, so both render as many slots (A's calendars leave
+   fewer free ones): the stricter comparison, printed beside the first.
    Once synced, a calendar's busy time is its packed copy, read the same way for every
    provider; provider_listing_bench.py measures Google and Microsoft calendars.
 2. A fourth calendar of 2,000 events (business C): a full sync (no cursor: every resource
@@ -199,10 +201,12 @@ async def wait_synced(c: httpx.AsyncClient, business_id: str, ids: list[str]) ->
         await asyncio.sleep(0.5)
 
 
-async def slot_latency(server: harness.Server, a: str, b: str, requests: int) -> dict[str, Any]:
+async def slot_latency(
+    server: harness.Server, a: str, b: str, requests: int, *, limit: int | None = None
+) -> dict[str, Any]:
     """A and B in alternating blocks of 10 requests: client-side latency of each request,
     and the server's CPU time per request of each block (less sensitive to a busy machine
-    than the latency tail)."""
+    than the latency tail). With `limit`, both listings ask for at most that many slots."""
     assert server.proc is not None
     proc = psutil.Process(server.proc.pid)
     headers = {"Authorization": f"Bearer {server.api_key}"}
@@ -210,6 +214,8 @@ async def slot_latency(server: harness.Server, a: str, b: str, requests: int) ->
         hours=1
     )
     params = {"start": iso(start), "end": iso(start + dt.timedelta(days=DAYS))}
+    if limit is not None:
+        params["limit"] = str(limit)
     out: dict[str, Any] = {}
     block = 10
     async with (
@@ -248,6 +254,30 @@ async def slot_latency(server: harness.Server, a: str, b: str, requests: int) ->
     out["target"] = f"p99 with <= {TARGET_RATIO:.2f} x p99 without"
     out["met"] = out["p99_ratio"] <= TARGET_RATIO
     return out
+
+
+async def slot_latency_both(
+    server: harness.Server, a: str, b: str, requests: int
+) -> dict[str, Any]:
+    """The listing as a client sends it, then again with `limit` at the smaller of the two
+    slot counts. Busy calendars leave fewer free slots, so the first comparison also
+    renders fewer slots with calendars; the second returns as many slots on both sides
+    (without calendars the engine then stops earlier in the window: the stricter test)."""
+    plain = await slot_latency(server, a, b, requests)
+    same = min(plain["with"]["slots"], plain["without"]["slots"])
+    plain["same_count"] = await slot_latency(server, a, b, requests, limit=same)
+    plain["same_count"]["limit"] = same
+    return plain
+
+
+def same_count_line(s: dict[str, Any]) -> str:
+    e = s["same_count"]
+    return (
+        f"  same slot count (limit={e['limit']}): p99 {e['with']['p99_ms']} ms with, "
+        f"{e['without']['p99_ms']} ms without: ratio {e['p99_ratio']} "
+        f"({'met' if e['met'] else 'MISSED'}); server CPU {e['with']['server_cpu_ms_per_request']}"
+        f" / {e['without']['server_cpu_ms_per_request']} ms, ratio {e['cpu_ratio']}"
+    )
 
 
 async def sync_timings(
@@ -338,7 +368,7 @@ async def bench_store(name: str, *, requests: int, runs: int) -> dict[str, Any]:
                 f"busy intervals of the three calendars: {counts}",
                 flush=True,
             )
-            slots = await slot_latency(server, a, b, requests)
+            slots = await slot_latency_both(server, a, b, requests)
             sync = await sync_timings(store, dav_base, big_id, big_url, runs)
             return {
                 "store": name,
@@ -370,6 +400,7 @@ def table(res: dict[str, Any]) -> str:
             f"server CPU {s['without']['server_cpu_ms_per_request']} ms",
             f"  p99 ratio {s['p99_ratio']} ({s['target']}): {verdict(s['met'])}; "
             f"server CPU ratio {s['cpu_ratio']}",
+            same_count_line(s),
             f"  {PROVIDER_NOTE}",
             f"[{res['store']}] CalDAV sync of {y['events']} events ({y['busy_intervals']} busy "
             f"intervals), {y['runs']} runs",

@@ -185,7 +185,7 @@ async def bench_store(name: str, *, requests: int) -> dict[str, Any]:
                 flush=True,
             )
             with harness.CpuMeter(server.proc.pid) as meter:
-                slots = await calendar_bench.slot_latency(server, a, b, requests)
+                slots = await calendar_bench.slot_latency_both(server, a, b, requests)
             return {
                 "store": name,
                 "events": {"google": GOOGLE_EVENTS, "microsoft": MS_EVENTS},
@@ -219,6 +219,7 @@ def table(res: dict[str, Any]) -> str:
             f"server CPU {s['without']['server_cpu_ms_per_request']} ms",
             f"  p99 ratio {s['p99_ratio']} ({s['target']}): "
             f"{'met' if s['met'] else 'MISSED'}; server CPU ratio {s['cpu_ratio']}",
+            calendar_bench.same_count_line(s),
             f"  CPU-s: server {cpu['server_cpu_s']}, bench {cpu['bench_cpu_s']}, "
             f"postgres {cpu['postgres_cpu_s']}, other {cpu['other_cpu_s']} "
             f"in {cpu['wall_s']} s (machine {cpu['machine_busy_pct']} % busy)",
