@@ -486,20 +486,13 @@ async def rotate_credentials(s: AsyncSession, box: SecretBox) -> Rotation:
 # -- staleness (§7.2) ---------------------------------------------------------------------
 
 
-async def stale_warnings(
-    s: AsyncSession, business_id: str, *, now: dt.datetime, interval_s: float | None = None
-) -> list[dict[str, Any]]:
-    """``calendar_stale`` warnings for the busy calendars of a business whose copy is old,
-    failing or not there yet (its last good copy is used all the same). ``interval_s``:
-    the serving app's sync interval (`RequestContext.calendar_sync_seconds`)."""
-    states = await calendar_repo.busy_calendars(s, business_id)
-    return calendar_warnings(states, now=now, interval_s=interval_s)
-
-
 def calendar_warnings(
     states: Iterable[SyncState], *, now: dt.datetime, interval_s: float | None
 ) -> list[dict[str, Any]]:
-    """`stale_warnings` of calendar states already read (e.g. by the busy read)."""
+    """``calendar_stale`` warnings for the busy calendars whose copy is old, failing or not
+    there yet (their last good copy is used all the same), from the states the busy read
+    returned. ``interval_s``: the serving app's sync interval
+    (`RequestContext.calendar_sync_seconds`)."""
     interval = interval_s if interval_s is not None else get_settings().calendar_sync_seconds
     return [
         {"code": "calendar_stale", "calendar_id": cal.id}

@@ -31,7 +31,7 @@ from slotguard.services.bookings_state import (
     reservation_for,
     snapshot,
 )
-from slotguard.services.calendars import stale_warnings
+from slotguard.services.calendars import calendar_warnings
 from slotguard.services.context import Actor, RequestContext
 from slotguard.services.preemption import Displaced, displace
 from slotguard.services.scheduling import (
@@ -236,9 +236,8 @@ async def create_hold(
             "preempted_bookings": displaced.booking_ids,
         },
     )
-    warnings = await stale_warnings(
-        s, sched.business.id, now=ctx.now, interval_s=ctx.calendar_sync_seconds
-    )
+    # Staleness of the busy calendars as the busy read above found them (no second read).
+    warnings = calendar_warnings(occ.calendars, now=ctx.now, interval_s=ctx.calendar_sync_seconds)
     return HoldDecision(hold=hold, decision=decision, displaced=displaced, warnings=warnings)
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, delete, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import load_only
 
 from slotguard.store.busy import (
     BusyPeriods,
@@ -94,19 +93,6 @@ async def write_calendar_id(s: AsyncSession, business_id: str) -> str | None:
     # Built once: every booking write asks this.
     found: str | None = await s.scalar(_WRITE_CALENDAR_ID, {"business_id": business_id})
     return found
-
-
-async def busy_calendars(s: AsyncSession, business_id: str) -> Sequence[Calendar]:
-    """The calendars whose events block this business (for staleness warnings)."""
-    return (
-        await s.scalars(
-            select(Calendar)
-            .where(Calendar.business_id == business_id, Calendar.role.in_(BUSY_ROLES))
-            # Only what staleness needs: a cursor (all etags of a ctag-synced calendar)
-            # and the packed copy can be large.
-            .options(load_only(Calendar.id, Calendar.status, Calendar.last_synced_at))
-        )
-    ).all()
 
 
 async def delete_calendar(s: AsyncSession, calendar_id: str) -> None:
