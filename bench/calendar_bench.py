@@ -274,9 +274,10 @@ def same_count_line(s: dict[str, Any]) -> str:
     e = s["same_count"]
     return (
         f"  same slot count (limit={e['limit']}): p99 {e['with']['p99_ms']} ms with, "
-        f"{e['without']['p99_ms']} ms without: ratio {e['p99_ratio']} "
-        f"({'met' if e['met'] else 'MISSED'}); server CPU {e['with']['server_cpu_ms_per_request']}"
-        f" / {e['without']['server_cpu_ms_per_request']} ms, ratio {e['cpu_ratio']}"
+        f"{e['without']['p99_ms']} ms without: ratio {e['p99_ratio']}; server CPU "
+        f"{e['with']['server_cpu_ms_per_request']} / {e['without']['server_cpu_ms_per_request']}"
+        f" ms, ratio {e['cpu_ratio']} (no verdict: without calendars the engine stops that much "
+        "earlier in the window, so this is the calendars' busy time at its most visible)"
     )
 
 
