@@ -148,6 +148,8 @@ class FeedState:
     # honour | ignore | always_304 | redirect | gzip | status | slow | oversize
     mode: str = "honour"
     status: int = 200
+    # Sent with the `status` mode's answer (e.g. Retry-After).
+    status_headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -173,6 +175,8 @@ class FeedServer:
                     time.sleep(state.delay_s)
                 if state.mode == "status":
                     self.send_response(state.status)
+                    for name, value in state.status_headers.items():
+                        self.send_header(name, value)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return

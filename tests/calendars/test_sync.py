@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import random
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
@@ -637,6 +638,130 @@ async def test_a_hanging_provider_delays_neither_slots_nor_other_calendars(
     cal = await row(ct, hanging)
     assert cal.status == "error" and cal.last_error is not None
     assert "did not answer" in cal.last_error["message"]
+
+
+# -- a throttled source: left alone until its Retry-After, the others go on ------------------
+
+
+class LowJitter(random.Random):
+    """Every jitter at its lowest, so a wait that could come early does."""
+
+    def uniform(self, a: float, b: float) -> float:
+        del b
+        return a
+
+
+class Throttle(httpx.AsyncBaseTransport):
+    """A real transport that answers 429 + Retry-After to every request under `prefix`."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.prefix: str | None = None
+        self.retry_after = "600"
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.prefix is not None and str(request.url).startswith(self.prefix):
+            self.refused += 1
+            return httpx.Response(429, headers={"Retry-After": self.retry_after}, request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def due_ids(t: Tenant, at: dt.datetime) -> set[str]:
+    async with t.store.db.read() as s:
+        return set(await calendar_repo.due_calendar_ids(s, at, 100_000))
+
+
+RETRY_AFTER = dt.timedelta(seconds=600)
+
+
+async def assert_left_alone_until_retry_after(
+    t: Tenant,
+    engine: CalendarSync,
+    biz_id: str,
+    throttled: str,
+    other: str,
+    day: dt.datetime,
+    kept: list[tuple[str, str]],
+) -> None:
+    """`throttled` now answers 429 + Retry-After 600: one sync fails and says so, the next
+    is not due before the 600 s (whatever the jitter), its copy still blocks (stale), and
+    `other`, synced at the same moment by the same engine, is not held up."""
+    began = dt.datetime.now(dt.UTC)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    outcomes = await asyncio.gather(engine.sync_one(throttled), engine.sync_one(other))
+    assert outcomes == ["failed", "synced"]
+    assert loop.time() - t0 < 5  # the 600 s are not slept
+    cal = await row(t, throttled)
+    assert cal.status == "error" and cal.last_error is not None
+    assert cal.last_error["code"] == "calendar_rate_limited"
+    assert cal.last_error["status"] == 429 and "slow down" in cal.last_error["message"]
+    assert cal.lease_owner is None and cal.next_sync_at is not None
+    assert cal.next_sync_at >= began + RETRY_AFTER
+    assert cal.next_sync_at <= began + RETRY_AFTER * 1.1 + dt.timedelta(seconds=5)
+    assert throttled not in await due_ids(t, began + RETRY_AFTER - dt.timedelta(seconds=1))
+    assert throttled in await due_ids(t, began + RETRY_AFTER * 1.1 + dt.timedelta(seconds=5))
+    assert await busy(t, biz_id, throttled, day) == kept
+    listed = await slots(t, biz_id, day)
+    assert {"code": "calendar_stale", "calendar_id": throttled} in listed["warnings"]
+    assert {"code": "calendar_stale", "calendar_id": other} not in listed["warnings"]
+    good = await row(t, other)
+    assert good.status == "active" and good.last_error is None
+    assert good.next_sync_at is not None and good.next_sync_at < began + RETRY_AFTER / 2
+
+
+async def test_an_ics_feed_answering_429_is_left_alone_until_its_retry_after(
+    ct: Tenant, feed: FeedServer
+) -> None:
+    day = future_day()
+    feed.set(ics((day + 9 * H, day + 10 * H, "a")))
+    biz_id, throttled = await ics_calendar(ct, feed)
+    engine = CalendarSync(ct.store.db, config=sync_config(), rng=LowJitter())
+    assert await engine.sync_one(throttled) == "synced"
+    with other_feed() as second:
+        second.set(ics((day + 11 * H, day + 12 * H, "b")))
+        r = await connect(ct, biz_id, provider="ics", url=second.url)
+        assert r.status_code == 201, r.text
+        other = r.json()["data"]["id"]
+        feed.state.mode, feed.state.status = "status", 429
+        feed.state.status_headers = {"Retry-After": "600"}
+        asked = len(feed.state.requests)
+        await assert_left_alone_until_retry_after(
+            ct, engine, biz_id, throttled, other, day, [(iso(day + 9 * H), iso(day + 10 * H))]
+        )
+        assert len(feed.state.requests) == asked + 1
+
+
+@pytest.mark.slow
+async def test_a_caldav_server_answering_429_is_left_alone_until_its_retry_after(
+    ct: Tenant, radicale: Radicale
+) -> None:
+    day = future_day()
+    url = radicale.new_calendar()
+    radicale.put(url, "a.ics", vevent("a", z(day + 9 * H), z(day + 10 * H)))
+    biz_id, throttled = await caldav_calendar(ct, radicale, url)
+    second = radicale.new_calendar()
+    radicale.put(second, "b.ics", vevent("b", z(day + 11 * H), z(day + 12 * H)))
+    r = await connect(
+        ct, biz_id, provider="caldav", url=second, username=radicale.user,
+        password=radicale.password,
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    other = r.json()["data"]["id"]
+    throttle = Throttle()
+    async with httpx.AsyncClient(transport=throttle, timeout=10) as http:
+        engine = CalendarSync(ct.store.db, config=sync_config(), http=http, rng=LowJitter())
+        assert await engine.sync_one(throttled) == "synced"
+        throttle.prefix = url
+        await assert_left_alone_until_retry_after(
+            ct, engine, biz_id, throttled, other, day, [(iso(day + 9 * H), iso(day + 10 * H))]
+        )
+        assert throttle.refused == 1
+    await throttle.aclose()
 
 
 BOMB = b"""<?xml version="1.0"?>

@@ -17,6 +17,9 @@ import pytest
 from sqlalchemy import select, update
 
 from slotguard.calendars.writeback import CalendarWriter, WriteOutcome
+from slotguard.effects.email import MemoryMailSender
+from slotguard.effects.netguard import make_webhook_client
+from slotguard.effects.outbox import OutboxSettings, OutboxWorker
 from slotguard.store.models import Booking, OutboxMessage
 from tests.api.helpers import book, future_day, iso, make_business
 from tests.api.test_priority import agent_key, make_classes
@@ -30,14 +33,20 @@ H = dt.timedelta(hours=1)
 
 
 class DropResponses(httpx.AsyncBaseTransport):
-    """Sends each request for real, but loses the answer of the next `drops` PUTs."""
+    """Sends each request for real, but loses the answer of the next `drops` PUTs; with
+    `refuse` (status, Retry-After), PUTs are answered that way instead, never sent."""
 
     def __init__(self) -> None:
         self.inner = httpx.AsyncHTTPTransport()
         self.drops = 0
+        self.refuse: tuple[int, str] | None = None
         self.puts: list[dict[str, str]] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and self.refuse is not None:
+            self.puts.append(dict(request.headers))
+            status, retry_after = self.refuse
+            return httpx.Response(status, headers={"Retry-After": retry_after}, request=request)
         response = await self.inner.handle_async_request(request)
         if request.method == "PUT":
             self.puts.append(dict(request.headers))
@@ -357,3 +366,70 @@ async def test_an_event_the_owner_deleted_is_written_again_as_a_new_generation(
     assert f"DTSTART:{(day + 11 * H).strftime('%Y%m%dT%H%M%SZ')}" in body
     got = await booking(ct, b["id"])
     assert got["calendar_sync_status"] == "synced" and got["calendar_event_id"] == new_href
+
+
+async def outbox_round(t: Tenant, writer: CalendarWriter) -> None:
+    """One batch of the real outbox worker, delivering calendar messages with `writer`."""
+    async with make_webhook_client(allow_private=True, timeout=2) as http:
+        worker = OutboxWorker(
+            t.store.db,
+            http=http,
+            mailer=MemoryMailSender(),
+            email_from="slotguard <bookings@slotguard.test>",
+            settings=OutboxSettings(batch_size=200),
+            calendar_writer=writer,
+        )
+        await worker.run_once()
+
+
+async def calendar_message(t: Tenant, booking_id: str) -> OutboxMessage:
+    async with t.store.db.read() as s:
+        (msg,) = (
+            await s.scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.booking_id == booking_id, OutboxMessage.kind == "calendar"
+                )
+            )
+        ).all()
+    return msg
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_throttled_caldav_write_waits_for_retry_after_in_the_outbox(
+    ct: Tenant,
+    radicale: Radicale,
+    writer: CalendarWriter,
+    transport: DropResponses,
+    status: int,
+) -> None:
+    biz_id, url = await write_calendar(ct, radicale)
+    b = (await book(ct, biz_id, future_day() + 9 * H, 30)).json()["data"]
+    transport.refuse = (status, "1800")
+    began = dt.datetime.now(dt.UTC)
+    await outbox_round(ct, writer)
+    msg = await calendar_message(ct, b["id"])
+    assert msg.status == "pending" and msg.attempts == 1
+    said = {429: "asks to slow down", 503: "answered HTTP 503"}[status]
+    assert said in (msg.last_error or "")
+    # Not the schedule's 5 s: the half hour the server asked for (plus at most 10 %).
+    assert msg.next_attempt_at >= began + dt.timedelta(seconds=1800)
+    assert msg.next_attempt_at <= began + dt.timedelta(seconds=1800 * 1.1 + 30)
+    puts = len(transport.puts)
+    await outbox_round(ct, writer)  # nothing is due before then
+    assert len(transport.puts) == puts
+    assert radicale.list_events(url) == {}
+    assert (await booking(ct, b["id"]))["calendar_sync_status"] == "pending"
+
+    # The wait is over: written once.
+    transport.refuse = None
+    async with ct.store.db.write() as s:
+        await s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == msg.id)
+            .values(next_attempt_at=dt.datetime.now(dt.UTC))
+        )
+    await outbox_round(ct, writer)
+    href, _ = only_event(radicale, url)
+    assert href.endswith(f"/{b['id']}-1.ics")
+    assert (await booking(ct, b["id"]))["calendar_sync_status"] == "synced"
+    assert (await calendar_message(ct, b["id"])).status == "delivered"

@@ -6,6 +6,9 @@ Speaks the documented wire format (research note §2) over an in-memory store:
   absolute ``@odata.nextLink``/``@odata.deltaLink`` on the fake's own base URL with opaque
   server-side state, ``@removed`` items (also for changes outside the window), 410
   ``SyncStateNotFound``, ``Prefer: odata.maxpagesize`` and ``outlook.timezone``;
+* recurring series as calendarView shows them: occurrences with ``seriesMasterId``, the
+  ``seriesMaster`` itself never listed; a deleted series comes back as ``@removed`` for
+  the master and each instance;
 * ``GET /v1.0/me/calendar``, ``/v1.0/me/calendars/{id}`` (the connect check);
 * ``POST /v1.0/me/events`` and ``/v1.0/me/calendars/{id}/events`` with ``transactionId``
   (a repeat returns the existing event unless ``transaction_dedupe`` is off) and
@@ -254,6 +257,53 @@ class GraphFake(FakeBase):
             self.events[ev["id"]] = ev
             return ev
 
+    def add_series(
+        self,
+        upn: str,
+        *,
+        first_start: dt.datetime,
+        duration: dt.timedelta,
+        count: int,
+        every: dt.timedelta = dt.timedelta(days=7),
+        zone: str = "UTC",
+        **kw: Any,
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """A recurring series as calendarView shows it: a ``seriesMaster`` (which a
+        calendarView never lists, only its instances) and ``count`` occurrences with
+        ``seriesMasterId`` and ``originalStart``, the wall-clock time kept in ``zone``.
+        Deleting the master deletes the series: the master and every instance then come
+        back from ``calendarView/delta`` as ``@removed``."""
+        tz = ZoneInfo(zone)
+        local = first_start.astimezone(tz)
+        with self.lock:
+            master = self.add_event(
+                upn,
+                start=local,
+                end=local + duration,
+                zone=zone,
+                event_type="seriesMaster",
+                **kw,
+            )
+            master["_master"] = True
+            master["recurrence"] = {
+                "pattern": {"type": "daily", "interval": max(every.days, 1)},
+                "range": {"type": "numbered", "numberOfOccurrences": count},
+            }
+            occurrences = []
+            for i in range(count):
+                wall = (local.replace(tzinfo=None) + every * i).replace(tzinfo=tz)
+                occurrences.append(
+                    self.add_event(
+                        upn,
+                        start=wall,
+                        end=wall + duration,
+                        zone=zone,
+                        series_master_id=master["id"],
+                        **kw,
+                    )
+                )
+            return master["id"], occurrences
+
     def update_event(self, event_id: str, **fields: Any) -> dict[str, Any]:
         """Owner-side change. `start`/`end` (datetimes) move it; other keys are fields."""
         with self.lock:
@@ -266,10 +316,16 @@ class GraphFake(FakeBase):
             return ev
 
     def delete_event(self, event_id: str) -> None:
+        """Owner-side deletion; a series master takes its instances with it."""
         with self.lock:
             ev = self.events[event_id]
             ev["_deleted"] = True
             self._touch(ev)
+            if ev.get("_master"):
+                for other in self.events.values():
+                    if other.get("seriesMasterId") == event_id and not other.get("_deleted"):
+                        other["_deleted"] = True
+                        self._touch(other)
 
     def invalidate_delta_tokens(self) -> None:
         with self.lock:
@@ -288,7 +344,7 @@ class GraphFake(FakeBase):
             return [
                 self._render(e, "UTC", expand=None)
                 for e in self.events.values()
-                if e["_user"] == upn and not e.get("_deleted")
+                if e["_user"] == upn and not e.get("_deleted") and not e.get("_master")
             ]
 
     # -- rendering ----------------------------------------------------------------------
@@ -503,6 +559,8 @@ class GraphFake(FakeBase):
                 continue
             if not initial and ev["_seq"] <= state.since:
                 continue
+            if ev.get("_master") and not ev.get("_deleted"):
+                continue  # a calendarView lists a series' instances, never its master
             s, e = self._span(ev)
             inside = s < state.end and e > state.start
             if ev.get("_deleted") or not inside:

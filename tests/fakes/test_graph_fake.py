@@ -177,3 +177,36 @@ async def test_mailbox_concurrency_limit_over_a_real_server(fake: GraphFake) -> 
         throttled.json()["error"]["code"]
         == GRAPH_ERRORS["ApplicationThrottled"][1]["error"]["code"]
     )
+
+
+async def test_a_series_lists_its_instances_and_dies_as_removed_items(
+    client: httpx.AsyncClient, fake: GraphFake
+) -> None:
+    headers = await bearer(client, fake, fake.add_user("o@contoso.com"))
+    master, occurrences = fake.add_series(
+        "o@contoso.com",
+        first_start=T0,
+        duration=dt.timedelta(hours=1),
+        count=3,
+        every=dt.timedelta(days=1),
+        zone="Europe/Berlin",
+    )
+    r = await client.get(
+        "/v1.0/me/calendarView/delta",
+        headers=headers,
+        params={"startDateTime": "2026-03-01T00:00:00Z", "endDateTime": "2026-04-01T00:00:00Z"},
+    )
+    page = r.json()
+    listed = page["value"]
+    # The instances only, each naming its master; never the master itself.
+    assert [v["id"] for v in listed] == [o["id"] for o in occurrences]
+    assert {v["type"] for v in listed} == {"occurrence"}
+    assert {v["seriesMasterId"] for v in listed} == {master}
+    assert listed[1]["originalStart"] == "2026-03-03T09:00:00Z"
+
+    fake.delete_event(master)
+    r = await client.get(page["@odata.deltaLink"], headers=headers)
+    removed = r.json()["value"]
+    assert {v["id"] for v in removed} == {master} | {o["id"] for o in occurrences}
+    assert all(v["@removed"] == {"reason": "deleted"} for v in removed)
+    assert fake.live_events("o@contoso.com") == []

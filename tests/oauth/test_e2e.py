@@ -8,12 +8,15 @@ import datetime as dt
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import select
 
 from slotguard.calendars.base import remote_identity
 from slotguard.calendars.credentials import SecretBox
 from slotguard.calendars.google import MARKER_KEY
 from slotguard.calendars.microsoft import MARKER_PROPERTY_ID
 from slotguard.store import oauth_repo
+from slotguard.store.models import Calendar, CalendarItem
 from tests.api.helpers import book, future_day, iso, make_business
 from tests.conftest import Store, Tenant
 from tests.oauth.conftest import SECRET_KEY, Served
@@ -322,3 +325,58 @@ async def test_providers_not_configured_are_422(store: Store, served: Served) ->
             body: dict[str, Any] = r.json()
             assert body["error"] == "validation_error"
             assert "not configured" in body["message"] or "not configured" in str(body)
+
+
+async def own_items(store: Store, calendar_id: str) -> dict[str, str | None]:
+    """external id -> own_booking_id of the calendar's current local copy."""
+    async with store.db.read() as s:
+        cal = await s.get(Calendar, calendar_id, populate_existing=True)
+        assert cal is not None
+        rows = await s.scalars(
+            select(CalendarItem).where(
+                CalendarItem.calendar_id == calendar_id,
+                CalendarItem.generation == cal.copy_generation,
+            )
+        )
+        return {r.external_id: r.own_booking_id for r in rows}
+
+
+@pytest.mark.parametrize("provider", ["google", "microsoft"])
+async def test_a_reschedule_over_the_old_time_of_the_same_booking_succeeds(
+    api: Tenant, served: Served, store: Store, provider: str
+) -> None:
+    """Own events are not busy (§7.2): the booking's event, written back and then synced
+    into the local copy, never blocks the booking itself, so it can move over its own old
+    time; the event is then updated in place, not duplicated."""
+    user = f"own-{provider}@example.com"
+    fake: Any = served.google if provider == "google" else served.graph
+    refresh = fake.add_user(user)
+    biz = await make_business(api)
+    r = await connect(api, biz["id"], provider=provider, role="both", refresh_token=refresh)
+    assert r.status_code == 201, r.text
+    cal = r.json()["data"]
+    day = future_day()
+    booking = (await book(api, biz["id"], day + 9 * H, 60)).json()["data"]
+    written = await deliver(store.db, served.settings, booking["id"])
+    assert written.calendar_sync_status == "synced" and written.calendar_event_id
+    event_id = written.calendar_event_id
+
+    # The event is in the local copy, known as the booking's own: no busy time.
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    assert (await own_items(store, cal["id"])) == {event_id: booking["id"]}
+    assert (await calendar_row(store.db, cal["id"])).busy_count == 0
+
+    # Over its own old time (09:30-10:30 over 09:00-10:00): fine, and the event follows.
+    moved = await reschedule(api, booking, day + 9 * H + 30 * dt.timedelta(minutes=1))
+    assert moved["start_time"] == iso(day + 9 * H + 30 * dt.timedelta(minutes=1))
+    again = await deliver(store.db, served.settings, moved["id"])
+    assert again.calendar_sync_status == "synced" and again.calendar_event_id == event_id
+    live = fake.live_events(user)
+    assert [e["id"] for e in live] == [event_id]
+    start = live[0]["start"]["dateTime"]
+    assert start.startswith((day + 9 * H + 30 * dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M"))
+    creates = fake.calls("insert" if provider == "google" else "create")
+    assert len(creates) == 1
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    assert (await own_items(store, cal["id"])) == {event_id: booking["id"]}
+    assert (await calendar_row(store.db, cal["id"])).busy_count == 0

@@ -603,3 +603,49 @@ async def test_a_throttled_write_calendar_does_not_hold_up_another_in_the_outbox
     assert time.monotonic() - began < 10  # the 300 s are not slept inside the round
     assert done.calendar_sync_status == "synced"
     assert (await booking_row(store.db, throttled["id"])).calendar_sync_status == "pending"
+
+
+# -- 4. a deleted Graph recurring series ---------------------------------------------------------
+
+
+async def test_graph_deleted_recurring_series_blocks_none_of_its_occurrences(
+    api: Tenant, served: Served, store: Store
+) -> None:
+    """The owner deletes a daily series: calendarView/delta reports the master and each
+    instance as @removed; after the next (incremental) sync, no occurrence blocks, and
+    an unrelated event the same days still does."""
+    graph = served.graph
+    user = "series@contoso.example"
+    biz, cal = await graph_calendar(api, served, user)
+    days = [future_day(10 + i) for i in range(4)]
+    master, occurrences = graph.add_series(
+        user,
+        first_start=days[0] + 9 * H,
+        duration=H,
+        count=4,
+        every=dt.timedelta(days=1),
+    )
+    graph.add_event(user, start=days[1] + 11 * H, end=days[1] + 12 * H)  # not in the series
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    for day in days:
+        assert {"start": iso(day + 9 * H), "end": iso(day + 10 * H)} in await busy_of(
+            api, biz["id"], cal["id"], day
+        )
+        assert iso(day + 9 * H) not in (await slot_starts(api, biz["id"], day))[0]
+    before = await calendar_row(store.db, cal["id"])
+    assert before.busy_count == 5
+
+    graph.delete_event(master)
+    assert await sync_once(store.db, served.settings, cal["id"]) == "synced"
+    delta = graph.calls("delta")[-1]
+    assert "$deltatoken" in str(delta.query)  # a delta round, not a full copy
+    after = await calendar_row(store.db, cal["id"])
+    assert after.copy_generation == before.copy_generation and after.status == "active"
+    assert after.busy_count == 1
+    for day in days:
+        busy = await busy_of(api, biz["id"], cal["id"], day)
+        remaining = [{"start": iso(days[1] + 11 * H), "end": iso(days[1] + 12 * H)}]
+        assert busy == (remaining if day == days[1] else [])
+        starts, warnings = await slot_starts(api, biz["id"], day)
+        assert iso(day + 9 * H) in starts and warnings == []
+    assert {o["id"] for o in occurrences}.isdisjoint(e["id"] for e in graph.live_events(user))

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
+import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,7 +59,9 @@ __all__ = [
     "Role",
     "Window",
     "all_day_period",
+    "parse_retry_after",
     "remote_identity",
+    "retry_delay",
 ]
 
 Role = Literal["busy", "write", "both"]
@@ -201,14 +205,18 @@ class EventRef:
 
 class ProviderError(Exception):
     """Base of every provider failure. ``message`` is safe to show and store (no secrets);
-    ``status`` is the provider's HTTP status when it answered."""
+    ``status`` is the provider's HTTP status when it answered; ``retry_after`` the seconds
+    it asked to be left alone (``Retry-After``), when it said so."""
 
     code = "calendar_unreachable"
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.retry_after = retry_after
 
 
 class ProviderUnavailable(ProviderError):
@@ -235,8 +243,49 @@ class ProviderRateLimited(ProviderError):
     def __init__(
         self, message: str, *, retry_after: float | None = None, status: int | None = 429
     ) -> None:
-        super().__init__(message, status=status)
-        self.retry_after = retry_after
+        super().__init__(message, status=status, retry_after=retry_after)
+
+
+RETRY_AFTER_JITTER = 0.10
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds from now: delta-seconds or an HTTP date. None
+    when absent or unreadable; a value that is not a finite number (``inf``, ``1e999``)
+    is unreadable too, so no caller ever computes a date from it."""
+    if value is None:
+        return None
+    raw = value.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - (now or dt.datetime.now(dt.UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def retry_delay(
+    retry_after: float | None, *, floor: float, cap: float, rng: random.Random
+) -> float:
+    """Seconds until a provider is asked again, by the sync engine (a calendar's next sync)
+    and the outbox (a write's next attempt) alike: ``floor`` (the caller's own backoff,
+    already jittered), but never earlier than the provider's ``retry_after``, which gets up
+    to 10 % jitter upwards so that what was throttled together does not come back
+    together. A ``retry_after`` beyond ``cap`` is obeyed only up to ``cap`` (an absurd or
+    hostile value must not park a calendar or a write for ever)."""
+    if retry_after is None:
+        return floor
+    asked = retry_after * (1 + rng.uniform(0, RETRY_AFTER_JITTER))
+    return max(floor, min(asked, cap))
 
 
 class CursorExpired(ProviderError):

@@ -14,6 +14,7 @@ from slotguard.calendars.base import (
     ProviderError,
     ProviderRateLimited,
     ProviderUnavailable,
+    parse_retry_after,
 )
 from slotguard.effects.netguard import WebhookTargetError, make_webhook_client
 
@@ -52,16 +53,6 @@ class Answer:
     url: httpx.URL
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 async def request(
     http: httpx.AsyncClient,
     method: str,
@@ -79,8 +70,9 @@ async def request(
 
     Statuses in ``ok`` are returned as they are; otherwise 401/403 raise
     ``ProviderAuthError``, 429 ``ProviderRateLimited``, other non-2xx ``ProviderUnavailable``
-    (with the status). The body is read up to ``max_bytes`` (after decompression, so a gzip
-    bomb is cut off too); more is ``ProviderDataError``.
+    (with the status); a 429's or a 503's ``Retry-After`` is the error's ``retry_after``.
+    The body is read up to ``max_bytes`` (after decompression, so a gzip bomb is cut off
+    too); more is ``ProviderDataError``.
     """
     target = url
     for _ in range(MAX_REDIRECTS + 1):
@@ -130,9 +122,14 @@ async def request(
             return Answer(status, resp.headers, body, resp.url)
         if status in (401, 403):
             raise ProviderAuthError("the calendar refused the credentials", status=status)
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         if status == 429:
-            raise ProviderRateLimited(
-                "the calendar asks to slow down", retry_after=_retry_after(resp.headers)
-            )
-        raise ProviderUnavailable(f"the calendar answered HTTP {status}", status=status)
+            raise ProviderRateLimited("the calendar asks to slow down", retry_after=retry_after)
+        # A 503 with Retry-After says when to come back (maintenance, overload): carried,
+        # so the next sync or write-back attempt is not made before it.
+        raise ProviderUnavailable(
+            f"the calendar answered HTTP {status}",
+            status=status,
+            retry_after=retry_after if status == 503 else None,
+        )
     raise ProviderUnavailable("too many redirects")

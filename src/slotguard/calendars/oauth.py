@@ -22,7 +22,12 @@ from typing import Any, Literal
 
 import httpx
 
-from slotguard.calendars.base import ProviderAuthError, ProviderRateLimited, ProviderUnavailable
+from slotguard.calendars.base import (
+    ProviderAuthError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    parse_retry_after,
+)
 from slotguard.config import Settings
 
 OAuthProvider = Literal["google", "microsoft"]
@@ -330,20 +335,4 @@ def _safe_description(data: Mapping[str, Any] | None) -> str:
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
     """`Retry-After` as seconds (delta-seconds or an HTTP date), None when absent/bad."""
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    return parse_retry_after(response.headers.get("retry-after"))

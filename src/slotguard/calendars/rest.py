@@ -184,7 +184,11 @@ class RestSession:
                 continue
             if status >= 500:
                 if not retry_unsafe or attempt + 1 >= policy.attempts:
-                    raise ProviderUnavailable(f"{self.label} answered {status}", status=status)
+                    raise ProviderUnavailable(
+                        f"{self.label} answered {status}",
+                        status=status,
+                        retry_after=retry_after_seconds(response),
+                    )
                 await self.sleep(policy.wait(attempt, retry_after_seconds(response)))
                 attempt += 1
                 continue

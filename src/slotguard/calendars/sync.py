@@ -42,6 +42,7 @@ from slotguard.calendars.base import (
     ProviderSpec,
     Pull,
     Window,
+    retry_delay,
 )
 from slotguard.calendars.credentials import CredentialError, SecretBox, secret_box
 from slotguard.calendars.http import make_calendar_client
@@ -66,6 +67,10 @@ WINDOW_AFTER_MARGIN = dt.timedelta(days=1)
 REBASE_AFTER = dt.timedelta(days=1)
 AUTH_RETRY = dt.timedelta(hours=1)
 MAX_BACKOFF = dt.timedelta(hours=1)
+RATE_LIMITED_FLOOR_S = 5.0
+# A Retry-After is obeyed up to this (the outbox's longest retry delay, too); past it, an
+# absurd value would park the calendar for good.
+MAX_RETRY_AFTER = dt.timedelta(hours=10)
 JITTER = 0.10
 POLL_S = 2.0
 LEASE_MARGIN = dt.timedelta(seconds=60)
@@ -379,9 +384,11 @@ class CalendarSync:
 
         return save
 
+    def _jittered(self, seconds: float) -> float:
+        return seconds * (1 + self.rng.uniform(-JITTER, JITTER))
+
     def _next_run(self, now: dt.datetime, seconds: float) -> dt.datetime:
-        jitter = 1 + self.rng.uniform(-JITTER, JITTER)
-        return now + dt.timedelta(seconds=seconds * jitter)
+        return now + dt.timedelta(seconds=self._jittered(seconds))
 
     async def _apply(
         self, calendar_id: str, pull: Pull, window: Window, now: dt.datetime
@@ -452,12 +459,19 @@ class CalendarSync:
                     cal.next_sync_at = now + AUTH_RETRY
                 else:
                     cal.status = "error"
-                    if isinstance(exc, ProviderRateLimited) and exc.retry_after is not None:
-                        delay = max(exc.retry_after, 5.0)
+                    retry_after = exc.retry_after if exc is not None else None
+                    if isinstance(exc, ProviderRateLimited) and retry_after is not None:
+                        floor = RATE_LIMITED_FLOOR_S  # a 429's Retry-After replaces the backoff
                     else:
                         backoff = self.config.interval_s * 2 ** min(cal.failures - 1, 8)
-                        delay = min(backoff, MAX_BACKOFF.total_seconds())
-                    cal.next_sync_at = self._next_run(now, delay)
+                        floor = self._jittered(min(backoff, MAX_BACKOFF.total_seconds()))
+                    delay = retry_delay(
+                        retry_after,
+                        floor=floor,
+                        cap=MAX_RETRY_AFTER.total_seconds(),
+                        rng=self.rng,
+                    )
+                    cal.next_sync_at = now + dt.timedelta(seconds=delay)
                 cal.last_error = _error(exc, message, now)
                 cal.lease_owner = None
                 cal.lease_until = None

@@ -48,8 +48,13 @@ Status = Literal["delivered", "retry", "dead"]
 
 @dataclass(frozen=True, slots=True)
 class WriteOutcome:
+    """``retry_after``: with ``retry``, the seconds the provider asked to be left alone
+    (a throttled write: ``Retry-After`` of a 429, a rate-limit 403, a 503); the outbox
+    makes the next attempt no earlier."""
+
     status: Status
     error: str | None = None
+    retry_after: float | None = None
 
 
 class CalendarWriter:
@@ -70,7 +75,8 @@ class CalendarWriter:
             if final:
                 await self._give_up(booking_id, error)
                 return WriteOutcome("dead", error)
-            return WriteOutcome("retry", error)
+            retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
+            return WriteOutcome("retry", error, retry_after)
 
     async def _reconcile(self, booking_id: str) -> WriteOutcome:
         async with self.db.read() as s:

@@ -16,8 +16,10 @@ At least once, whatever dies when:
 * On stop (SIGTERM), the worker claims nothing more, lets in-flight deliveries finish for a
   bounded time, records them, and releases the leases of the rest unattempted.
 
-Retries follow `webhooks.RETRY_SCHEDULE` (with jitter) for both kinds; after the last
-attempt a message is dead until an operator revives it (`slotguard outbox retry-dead`).
+Retries follow `webhooks.RETRY_SCHEDULE` (with jitter) for every kind; a throttled calendar
+write is not attempted again before the provider's Retry-After (at most the schedule's
+longest delay). After the last attempt a message is dead until an operator revives it
+(`slotguard outbox retry-dead`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import structlog
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from slotguard.calendars.base import retry_delay
 from slotguard.calendars.writeback import CalendarWriter
 from slotguard.effects.email import (
     BookingMail,
@@ -45,7 +48,7 @@ from slotguard.effects.email import (
     MailSender,
     build_messages,
 )
-from slotguard.effects.webhooks import DeliveryResult, deliver, next_attempt_delay
+from slotguard.effects.webhooks import RETRY_SCHEDULE, DeliveryResult, deliver, next_attempt_delay
 from slotguard.store import outbox_repo as repo
 from slotguard.store.db import Database
 from slotguard.store.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
@@ -60,6 +63,8 @@ LEASE_MARGIN_S = 2.0
 WEBHOOK_TIMEOUT_S = 15.0
 """A 2xx within this time is a success; anything slower is a failed attempt."""
 GONE_REASON = "receiver answered 410 Gone"
+MAX_RETRY_DELAY_S = float(max(RETRY_SCHEDULE))
+"""A receiver's Retry-After is obeyed up to the schedule's longest delay (10 h)."""
 
 
 def utcnow() -> dt.datetime:
@@ -288,11 +293,24 @@ class OutboxWorker:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def _failed(self, job: _Job, error: str, progress: dict[str, Any] | None = None) -> Outcome:
-        """A failed attempt: retry on the schedule, or dead after the last attempt."""
+    def _failed(
+        self,
+        job: _Job,
+        error: str,
+        progress: dict[str, Any] | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> Outcome:
+        """A failed attempt: retry on the schedule, or dead after the last attempt.
+
+        ``retry_after``: the receiver asked to be left alone that long (a throttled
+        calendar write): the next attempt is no earlier (plus jitter), capped at the
+        schedule's longest delay; the schedule stays the floor, and the attempt counts
+        as any other."""
         delay = next_attempt_delay(job.message.attempts, self.rng)
         if delay is None:
             return self._dead(job, error, progress)
+        delay = retry_delay(retry_after, floor=delay, cap=MAX_RETRY_DELAY_S, rng=self.rng)
         return Outcome(
             message_id=job.message.id,
             status=PENDING,
@@ -392,7 +410,9 @@ class OutboxWorker:
         elif result.status == "dead":
             job.outcome = self._dead(job, result.error or "calendar write failed")
         else:
-            job.outcome = self._failed(job, result.error or "calendar write failed")
+            job.outcome = self._failed(
+                job, result.error or "calendar write failed", retry_after=result.retry_after
+            )
 
     # -- email ---------------------------------------------------------------------------
 
