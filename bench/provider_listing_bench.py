@@ -54,7 +54,7 @@ sys.path.insert(0, str(BENCH))
 
 import calendar_bench  # noqa: E402
 import harness  # noqa: E402
-from tests.fakes.common import serve  # noqa: E402
+from tests.fakes.common import provider_env, serve  # noqa: E402
 from tests.fakes.google import GoogleFake  # noqa: E402
 from tests.fakes.graph import GraphFake  # noqa: E402
 
@@ -120,15 +120,7 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 def server_env(google_url: str, graph_url: str) -> dict[str, str]:
     return {
         "SLOTGUARD_SECRET_KEY": SECRET_KEY,
-        "SLOTGUARD_GOOGLE_CLIENT_ID": "google-client",
-        "SLOTGUARD_GOOGLE_CLIENT_SECRET": "google-secret",
-        "SLOTGUARD_GOOGLE_API_URL": f"{google_url}/calendar/v3",
-        "SLOTGUARD_GOOGLE_AUTH_URL": f"{google_url}/auth",
-        "SLOTGUARD_GOOGLE_TOKEN_URL": f"{google_url}/token",
-        "SLOTGUARD_MICROSOFT_CLIENT_ID": "ms-client",
-        "SLOTGUARD_MICROSOFT_CLIENT_SECRET": "ms-secret",
-        "SLOTGUARD_MICROSOFT_GRAPH_URL": f"{graph_url}/v1.0",
-        "SLOTGUARD_MICROSOFT_LOGIN_URL": graph_url,
+        **provider_env(google_url, graph_url),
         # One sync at connect by the embedded worker; none while the listings run.
         "SLOTGUARD_CALENDAR_SYNC_SECONDS": "3600",
     }

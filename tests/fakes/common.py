@@ -248,3 +248,19 @@ def parse_rfc3339(value: str) -> dt.datetime | None:
     if parsed.tzinfo is None:
         return None
     return parsed.astimezone(dt.UTC)
+
+
+def provider_env(google_url: str, graph_url: str) -> dict[str, str]:
+    """The settings that point a real `slotguard serve` or `slotguard worker` at the Google
+    and Graph fakes served on 127.0.0.1 (``google_url``, ``graph_url`` as `serve` gave)."""
+    return {
+        "SLOTGUARD_GOOGLE_CLIENT_ID": "google-client",
+        "SLOTGUARD_GOOGLE_CLIENT_SECRET": "google-secret",
+        "SLOTGUARD_GOOGLE_API_URL": f"{google_url}/calendar/v3",
+        "SLOTGUARD_GOOGLE_AUTH_URL": f"{google_url}/auth",
+        "SLOTGUARD_GOOGLE_TOKEN_URL": f"{google_url}/token",
+        "SLOTGUARD_MICROSOFT_CLIENT_ID": "ms-client",
+        "SLOTGUARD_MICROSOFT_CLIENT_SECRET": "ms-secret",
+        "SLOTGUARD_MICROSOFT_GRAPH_URL": f"{graph_url}/v1.0",
+        "SLOTGUARD_MICROSOFT_LOGIN_URL": graph_url,
+    }

@@ -22,7 +22,7 @@ import pytest
 from slotguard.calendars.base import remote_identity
 from slotguard.store.migrate import upgrade_to_head
 from tests.conftest import skip_or_fail_pg
-from tests.fakes.common import serve
+from tests.fakes.common import provider_env, serve
 from tests.fakes.google import GoogleFake
 from tests.fakes.graph import GraphFake
 from tests.oauth.conftest import SECRET_KEY
@@ -79,15 +79,7 @@ def stack(
                 "SLOTGUARD_BOOTSTRAP_API_KEY": API_KEY,
                 "SLOTGUARD_SECRET_KEY": SECRET_KEY,
                 "SLOTGUARD_PUBLIC_URL": f"http://127.0.0.1:{port}",
-                "SLOTGUARD_GOOGLE_CLIENT_ID": "google-client",
-                "SLOTGUARD_GOOGLE_CLIENT_SECRET": "google-secret",
-                "SLOTGUARD_GOOGLE_API_URL": f"{google_url}/calendar/v3",
-                "SLOTGUARD_GOOGLE_AUTH_URL": f"{google_url}/auth",
-                "SLOTGUARD_GOOGLE_TOKEN_URL": f"{google_url}/token",
-                "SLOTGUARD_MICROSOFT_CLIENT_ID": "ms-client",
-                "SLOTGUARD_MICROSOFT_CLIENT_SECRET": "ms-secret",
-                "SLOTGUARD_MICROSOFT_GRAPH_URL": f"{graph_url}/v1.0",
-                "SLOTGUARD_MICROSOFT_LOGIN_URL": graph_url,
+                **provider_env(google_url, graph_url),
                 "SLOTGUARD_CALENDAR_SYNC_SECONDS": "5",
                 "SLOTGUARD_CALENDAR_TIMEOUT_SECONDS": "5",
                 "SLOTGUARD_LOG_LEVEL": "INFO",
