@@ -6,6 +6,7 @@ Both listen on 127.0.0.1 on a free port. Radicale runs as a subprocess with htpa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import importlib.util
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -275,3 +277,54 @@ def sync_config(**overrides: object) -> SyncConfig:
     }
     base.update(overrides)
     return SyncConfig(**base)  # type: ignore[arg-type]
+
+
+# -- a CalDAV transport for sync tests ----------------------------------------------------
+
+
+class Gate(httpx.AsyncBaseTransport):
+    """A real transport that can hold the multiget requests of a sync until released, and
+    can hide sync-collection (a server that only has ctag/etag)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.hold = False
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.hide_sync_collection = False
+        self.reports: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.content
+        if request.method == "REPORT":
+            kind = "sync-collection" if b"sync-collection" in body else "multiget"
+            self.reports.append(kind)
+            if kind == "sync-collection" and self.hide_sync_collection:
+                return httpx.Response(403, content=b"<error/>", request=request)
+            if kind == "multiget" and self.hold:
+                self.entered.set()
+                await self.release.wait()
+        response = await self.inner.handle_async_request(request)
+        if self.hide_sync_collection and request.method == "PROPFIND":
+            raw = await response.aread()
+            root = ET.fromstring(raw)  # trusted: our own Radicale
+            for el in root.iter():
+                if el.tag in ("{DAV:}sync-collection", "{DAV:}sync-token"):
+                    el.tag = "{DAV:}hidden"
+            return httpx.Response(
+                response.status_code,
+                headers={"Content-Type": "application/xml"},
+                content=ET.tostring(root),
+                request=request,
+            )
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture
+async def gate() -> AsyncIterator[tuple[Gate, httpx.AsyncClient]]:
+    g = Gate()
+    async with httpx.AsyncClient(transport=g, timeout=10) as http:
+        yield g, http

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,10 +18,10 @@ import pytest
 from slotguard.calendars.sync import CalendarSync
 from slotguard.store.models import Calendar
 from tests.api.helpers import future_day, iso, key, make_business
-from tests.calendars.conftest import FeedServer, Radicale, sync_config
+from tests.calendars.conftest import FeedServer, Gate, Radicale, sync_config
 from tests.calendars.test_api import connect, slots, sync
 from tests.calendars.test_caldav import vevent
-from tests.calendars.test_sync import Gate, caldav_calendar, row, z
+from tests.calendars.test_sync import caldav_calendar, row, z
 from tests.conftest import Tenant
 from tests.effects.conftest import free_port
 
@@ -40,13 +39,6 @@ async def busy_between(
     )
     assert r.status_code == 200, r.text
     return [(b["start"], b["end"]) for b in r.json()["data"]]
-
-
-@pytest.fixture
-async def gate() -> AsyncIterator[tuple[Gate, httpx.AsyncClient]]:
-    g = Gate()
-    async with httpx.AsyncClient(transport=g, timeout=10) as http:
-        yield g, http
 
 
 # -- 2. a delta merges into the copy ------------------------------------------------------

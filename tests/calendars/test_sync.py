@@ -11,8 +11,7 @@ import datetime as dt
 import json
 import random
 import threading
-import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -23,7 +22,7 @@ from slotguard.calendars.sync import CalendarSync
 from slotguard.store import calendar_repo
 from slotguard.store.models import Calendar
 from tests.api.helpers import future_day, iso, make_business
-from tests.calendars.conftest import FeedServer, Radicale, sync_config
+from tests.calendars.conftest import FeedServer, Gate, Radicale, sync_config
 from tests.calendars.test_api import connect, ics, slots, sync
 from tests.calendars.test_caldav import vevent
 from tests.conftest import Tenant
@@ -144,54 +143,6 @@ async def test_two_workers_never_sync_one_calendar_at_once(ct: Tenant, feed: Fee
 
 
 # -- CalDAV -------------------------------------------------------------------------------
-
-
-class Gate(httpx.AsyncBaseTransport):
-    """A real transport that can hold the multiget requests of a sync until released, and
-    can hide sync-collection (a server that only has ctag/etag)."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.hold = False
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-        self.hide_sync_collection = False
-        self.reports: list[str] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = request.content
-        if request.method == "REPORT":
-            kind = "sync-collection" if b"sync-collection" in body else "multiget"
-            self.reports.append(kind)
-            if kind == "sync-collection" and self.hide_sync_collection:
-                return httpx.Response(403, content=b"<error/>", request=request)
-            if kind == "multiget" and self.hold:
-                self.entered.set()
-                await self.release.wait()
-        response = await self.inner.handle_async_request(request)
-        if self.hide_sync_collection and request.method == "PROPFIND":
-            raw = await response.aread()
-            root = ET.fromstring(raw)  # trusted: our own Radicale
-            for el in root.iter():
-                if el.tag in ("{DAV:}sync-collection", "{DAV:}sync-token"):
-                    el.tag = "{DAV:}hidden"
-            return httpx.Response(
-                response.status_code,
-                headers={"Content-Type": "application/xml"},
-                content=ET.tostring(root),
-                request=request,
-            )
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-@pytest.fixture
-async def gate() -> AsyncIterator[tuple[Gate, httpx.AsyncClient]]:
-    g = Gate()
-    async with httpx.AsyncClient(transport=g, timeout=10) as http:
-        yield g, http
 
 
 @pytest.mark.slow
