@@ -40,6 +40,19 @@ OWNER = "owner@example.com"
 MS_OWNER = "owner@contoso.example"
 
 
+async def busy_seen_during_sync(
+    store: Store, served: Served, api: Tenant, biz_id: str, cal_id: str, day: dt.datetime
+) -> tuple[str, list[list[str]]]:
+    """One sync of the calendar, with its busy starts read through the API every 50 ms
+    while it runs: the sync's outcome and every reading."""
+    task = asyncio.create_task(sync_once(store.db, served.settings, cal_id))
+    seen: list[list[str]] = []
+    while not task.done():
+        seen.append([b["start"] for b in await busy_of(api, biz_id, cal_id, day)])
+        await asyncio.sleep(0.05)
+    return await task, seen
+
+
 # -- 1. a dead cursor: the old copy stays until the new one is complete -----------------------
 
 
@@ -59,12 +72,8 @@ async def test_google_410_resync_never_shows_the_calendar_empty(
     google.invalidate_sync_tokens("resync@example.com")
     google.max_page_size, google.latency_s = 2, 0.15
 
-    task = asyncio.create_task(sync_once(store.db, served.settings, cal["id"]))
-    seen: list[list[str]] = []
-    while not task.done():
-        seen.append([b["start"] for b in await busy_of(api, biz["id"], cal["id"], day)])
-        await asyncio.sleep(0.05)
-    assert await task == "synced"
+    outcome, seen = await busy_seen_during_sync(store, served, api, biz["id"], cal["id"], day)
+    assert outcome == "synced"
     google.latency_s = 0.0
     final = [iso(day + (11 + i) * H) for i in range(6)]
     assert len(seen) >= 3
@@ -359,12 +368,8 @@ async def test_graph_410_resync_never_shows_the_calendar_empty(
     graph.invalidate_delta_tokens()
     graph.latency_s = 0.2  # every request of the resync is slow
 
-    task = asyncio.create_task(sync_once(store.db, served.settings, cal["id"]))
-    seen: list[list[str]] = []
-    while not task.done():
-        seen.append([b["start"] for b in await busy_of(api, biz["id"], cal["id"], day)])
-        await asyncio.sleep(0.05)
-    assert await task == "synced"
+    outcome, seen = await busy_seen_during_sync(store, served, api, biz["id"], cal["id"], day)
+    assert outcome == "synced"
     graph.latency_s = 0.0
     assert len(seen) >= 3
     assert all(s in ([iso(day + 9 * H)], [iso(day + 11 * H)]) for s in seen), seen
