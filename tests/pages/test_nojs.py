@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from sqlalchemy import select, update
@@ -25,6 +26,14 @@ async def open_page(
 ) -> tuple[httpx.Response, Page]:
     r = await client.get(f"/book/{site.page['slug']}", params=params)
     return r, read(r.text)
+
+
+async def open_whole_day(client: httpx.AsyncClient, site: Site) -> tuple[httpx.Response, Page]:
+    """The page on its second day with free time: a whole day of slots whatever the time of
+    day now (late in the day, the first day may have only a few left)."""
+    _, page = await open_page(client, site)
+    days = [parse_qs(urlsplit(href).query)["day"][0] for href, _ in page.links if "day=" in href]
+    return await open_page(client, site, day=days[1])
 
 
 async def pick(client: httpx.AsyncClient, page: Page, start: str | None = None) -> httpx.Response:
@@ -211,7 +220,7 @@ async def test_two_visitors_race_for_one_slot(site: Site, pages_app: Any) -> Non
 async def test_one_live_hold_per_visitor(site: Site, pages_app: Any) -> None:
     t = site.tenant
     async with browser(pages_app) as client:
-        _, page = await open_page(client, site)
+        _, page = await open_whole_day(client, site)
         a, b = page.slot_buttons()[0].value, page.slot_buttons()[2].value
         first = await pick(client, page, a)
         second = await pick(client, page, b)
@@ -219,7 +228,7 @@ async def test_one_live_hold_per_visitor(site: Site, pages_app: Any) -> None:
         hold_a = first.headers["location"].split("/hold/")[1].split("?")[0]
         got = await t.client.get(f"/v1/holds/{hold_a}", headers=t.headers())
         assert got.json()["data"]["status"] == "released"
-        _, again = await open_page(client, site)
+        _, again = await open_whole_day(client, site)
         assert "You are holding" in again.text
         assert a in [x.value for x in again.slot_buttons()]
 
@@ -229,7 +238,7 @@ async def test_holds_per_address_are_capped(site: Site, pages_app: Any) -> None:
     try:
         codes = []
         for i, client in enumerate(visitors):
-            _, page = await open_page(client, site)
+            _, page = await open_whole_day(client, site)
             r = await pick(client, page, page.slot_buttons()[i * 2].value)
             codes.append(r.status_code)
         assert codes == [303, 303, 303, 429]
