@@ -8,13 +8,15 @@ worker, so no mail; the client's own CPU is included). After 30 warm-up operatio
 business, `n` sequential operations are timed with `time.process_time()`. CPU time moves
 much less with other load on the machine than rates do, so A/B comparisons of two commits
 (e.g. `PYTHONPATH=<export of the old src>`) alternated a few times are meaningful even
-when `run.py`'s ratios are not. Figures only.
+when `run.py`'s ratios are not. `--profile FILE` writes a cProfile of the timed operations
+(its own overhead inflates the CPU figure of that run). Figures only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import datetime as dt
 import sys
 import time
@@ -52,6 +54,9 @@ async def main() -> None:
         "--scenario", choices=["bookings", "holds", "me", "health", "slots"], default="bookings"
     )
     parser.add_argument("-n", type=int, default=300)
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile the timed operations into FILE (pstats)"
+    )
     args = parser.parse_args()
     with harness.temp_workdir() as workdir:
         store = await harness.create_store(args.store, workdir)
@@ -135,11 +140,18 @@ async def main() -> None:
 
                 for k in range(30):
                     await one(k)
+                profiler = cProfile.Profile() if args.profile else None
                 cpu0, wall0 = time.process_time(), time.perf_counter()
+                if profiler is not None:
+                    profiler.enable()
                 for k in range(30, 30 + args.n):
                     await one(k)
+                if profiler is not None:
+                    profiler.disable()
                 cpu = (time.process_time() - cpu0) / args.n * 1000
                 wall = (time.perf_counter() - wall0) / args.n * 1000
+                if profiler is not None:
+                    profiler.dump_stats(args.profile)
             await db.dispose()
         finally:
             await harness.drop_store(store)

@@ -23,6 +23,10 @@ from slotguard.services.context import RequestContext
 router = APIRouter(prefix="/v1")
 
 MAX_SLOTS = 5000
+# Since 1972 every zone of the tz database keeps a UTC offset of whole minutes (the last
+# that did not, Africa/Monrovia at -00:44:30, ended on 1972-01-07), so slots from then on
+# need no per-slot offset check; slots are in order, so the first one decides.
+WHOLE_MINUTE_OFFSETS_FROM = dt.datetime(1973, 1, 1, tzinfo=dt.UTC)
 
 
 @router.get("/availability/slots", responses=one(SlotsRead))
@@ -75,12 +79,16 @@ def _slot_list(slots: list[Interval], tz: dt.tzinfo) -> orjson.Fragment:
     """The slots in `tz`, rendered by orjson from the datetimes themselves (C speed; the
     same text as `_local` for offsets of whole minutes, which orjson alone can write)."""
     local = [{"start": i.start.astimezone(tz), "end": i.end.astimezone(tz)} for i in slots]
-    offsets = {d.utcoffset() for s in local for d in (s["start"], s["end"])}
-    if all(o is not None and o.seconds % 60 == 0 and not o.microseconds for o in offsets):
+    if not local or slots[0].start >= WHOLE_MINUTE_OFFSETS_FROM or _whole_minutes(local):
         return orjson.Fragment(orjson.dumps(local, option=orjson.OPT_UTC_Z))
     # A local mean time of the early 1900s (e.g. +05:21:10): orjson would round it.
     text = [{"start": _local(i.start, tz), "end": _local(i.end, tz)} for i in slots]
     return orjson.Fragment(orjson.dumps(text))
+
+
+def _whole_minutes(local: list[dict[str, dt.datetime]]) -> bool:
+    offsets = {d.utcoffset() for s in local for d in (s["start"], s["end"])}
+    return all(o is not None and o.seconds % 60 == 0 and not o.microseconds for o in offsets)
 
 
 def _local(t: dt.datetime, tz: dt.tzinfo) -> str:
