@@ -132,6 +132,24 @@ def test_bodies_render_local_time_and_escape_html() -> None:
     assert customer["Reply-To"] == "Acme Consulting <owner@acme.test>"
 
 
+@pytest.mark.parametrize("kind", ["confirmation", "update", "cancellation", "preemption"])
+def test_plain_ascii_bodies_travel_as_7bit(kind: EmailKind) -> None:
+    # The HTML template keeps its lines short, so an ordinary mail needs no
+    # quoted-printable (readable source, and the stdlib skips encoding it twice to compare).
+    for msg in build_messages(booking(), kind, from_addr=FROM, now=NOW):
+        for part in parts(msg).values():
+            assert part["Content-Transfer-Encoding"] == "7bit", part.get_content_type()
+
+
+def test_long_or_non_ascii_text_still_round_trips() -> None:
+    title = "Ünïcödé review " + "x" * 120
+    msgs = build_messages(booking(title=title), "confirmation", from_addr=FROM, now=NOW)
+    html = parts(msgs[0])["text/html"]
+    assert html["Content-Transfer-Encoding"] in ("quoted-printable", "base64")
+    reparsed = message_from_bytes(bytes(msgs[0]), policy=policy.default)
+    assert title in parts(reparsed)["text/html"].get_content()
+
+
 def test_header_injection_is_neutralised() -> None:
     mail = booking(title="Hi\r\nBcc: victim@evil.test", customer_name="Eve\nBcc: x@evil.test")
     [customer, *_] = build_messages(mail, "confirmation", from_addr=FROM, now=NOW)

@@ -312,9 +312,11 @@ def build_messages(
         assert to is not None  # _recipients checked it
         msg = EmailMessage(policy=_POLICY)
         msg["From"] = from_addr
-        msg["To"] = to
+        # As text, so the caching registry parses each address once per process (an
+        # Address object would be parsed again for every message; the header is the same).
+        msg["To"] = str(to)
         if recipient.role != "owner" and reply_to is not None:
-            msg["Reply-To"] = reply_to
+            msg["Reply-To"] = str(reply_to)
         msg["Subject"] = subject
         msg["Date"] = formatdate(now.timestamp(), usegmt=True)
         msg["Message-ID"] = _message_id(mail, kind, recipient.email, domain)
