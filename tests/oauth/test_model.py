@@ -147,3 +147,32 @@ async def test_graph_local_copy_follows_random_changes(
         assert await sync.sync_one(cal.id) == "synced", (step, op)
         model = sorted(v for k, v in events.items() if k not in free)
         assert await local_copy(store, cal.id) == model, (step, op)
+
+
+async def test_a_generation_read_before_a_resync_still_finds_the_current_copy(
+    store: Store, box: SecretBox, google: GoogleFake, http: httpx.AsyncClient
+) -> None:
+    # The busy endpoint reads the calendar, then its rows. Reads run in autocommit on
+    # PostgreSQL, so a resync may swap copies between the two: the rows must still be the
+    # current copy's, never the purged old generation's (an empty calendar).
+    user = "swap@example.com"
+    cal = await make_calendar(store, box, provider="google", refresh_token=google.add_user(user))
+    sync = engine(store, http)
+    base = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    first = base + 3 * 24 * H
+    google.add_event(user, start=first, end=first + H)
+    assert await sync.sync_one(cal.id) == "synced"
+    async with store.db.read() as s:
+        before = await s.get(Calendar, cal.id, populate_existing=True)
+        assert before is not None
+    google.add_event(user, start=first + 2 * H, end=first + 3 * H)
+    google.invalidate_sync_tokens(user)
+    assert await sync.sync_one(cal.id) == "synced"  # a full copy, a new generation
+    async with store.db.read() as s:
+        after = await s.get(Calendar, cal.id, populate_existing=True)
+        assert after is not None
+        assert after.copy_generation != before.copy_generation
+        rows = await calendar_repo.calendar_busy_between(
+            s, before, start=base, end=base + 10 * 24 * H, limit=100
+        )
+    assert sorted(rows) == [(first, first + H), (first + 2 * H, first + 3 * H)]

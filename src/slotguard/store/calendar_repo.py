@@ -332,11 +332,15 @@ async def refresh_summary(s: AsyncSession, cal: Calendar) -> None:
 async def calendar_busy_between(
     s: AsyncSession, calendar: Calendar, *, start: dt.datetime, end: dt.datetime, limit: int
 ) -> Sequence[tuple[dt.datetime, dt.datetime]]:
+    # The generation is read in the same statement as its rows: reads run in autocommit on
+    # PostgreSQL, so a generation read before would let a resync that swaps copies between
+    # the two statements answer with the old generation's rows already purged (empty).
+    current = select(Calendar.copy_generation).where(Calendar.id == calendar.id).scalar_subquery()
     rows = await s.execute(
         select(CalendarBusy.start_at, CalendarBusy.end_at)
         .where(
             CalendarBusy.calendar_id == calendar.id,
-            CalendarBusy.generation == calendar.copy_generation,
+            CalendarBusy.generation == current,
             CalendarBusy.start_at < end,
             CalendarBusy.end_at > start,
         )
