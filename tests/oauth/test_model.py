@@ -9,6 +9,7 @@ import random
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from slotguard.calendars.credentials import SecretBox
 from slotguard.calendars.oauth import OAuthSetup
@@ -176,3 +177,33 @@ async def test_a_generation_read_before_a_resync_still_finds_the_current_copy(
             s, before, start=base, end=base + 10 * 24 * H, limit=100
         )
     assert sorted(rows) == [(first, first + H), (first + 2 * H, first + 3 * H)]
+
+
+async def test_an_unpacked_copy_read_before_a_resync_still_finds_the_current_copy(
+    store: Store, box: SecretBox, google: GoogleFake, http: httpx.AsyncClient
+) -> None:
+    # The same for the slot path's rows of a copy not packed yet (one written before
+    # copies were packed): its calendar row is read first, its rows by a second statement.
+    user = "swap-unpacked@example.com"
+    cal = await make_calendar(store, box, provider="google", refresh_token=google.add_user(user))
+    sync = engine(store, http)
+    base = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    first = base + 3 * 24 * H
+    google.add_event(user, start=first, end=first + H)
+    assert await sync.sync_one(cal.id) == "synced"
+    async with store.db.write() as s:
+        await s.execute(update(Calendar).where(Calendar.id == cal.id).values(busy_packed=None))
+    async with store.db.read() as s:
+        stale = (
+            await s.execute(calendar_repo.BUSY_CALENDARS, {"business_id": cal.business_id})
+        ).all()
+    assert [r[2] for r in stale] == [None]
+    google.add_event(user, start=first + 2 * H, end=first + 3 * H)
+    google.invalidate_sync_tokens(user)
+    assert await sync.sync_one(cal.id) == "synced"  # a full copy, a new generation
+    async with store.db.read() as s:
+        found = await calendar_repo.calendar_busy(s, stale, start=base, end=base + 10 * 24 * H)
+    assert sorted(p for w in found.windows for p in w.pairs()) == [
+        (first, first + H),
+        (first + 2 * H, first + 3 * H),
+    ]

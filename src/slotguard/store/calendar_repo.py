@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, delete, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from slotguard.store.busy import (
     BusyPeriods,
@@ -329,18 +330,25 @@ async def refresh_summary(s: AsyncSession, cal: Calendar) -> None:
     cal.busy_packed = pack_periods((r[0], r[1]) for r in rows)
 
 
+# The rows of the calendar's current copy, its generation read in the same statement:
+# reads run in autocommit on PostgreSQL (and each statement of a READ COMMITTED transaction
+# has its own snapshot), so a generation read by an earlier statement would let a resync
+# that swaps copies in between answer with the old generation's rows already purged (none).
+def _current_copy(calendar_id: Any) -> ColumnElement[bool]:
+    return and_(
+        CalendarBusy.calendar_id == calendar_id,
+        CalendarBusy.generation
+        == select(Calendar.copy_generation).where(Calendar.id == calendar_id).scalar_subquery(),
+    )
+
+
 async def calendar_busy_between(
     s: AsyncSession, calendar: Calendar, *, start: dt.datetime, end: dt.datetime, limit: int
 ) -> Sequence[tuple[dt.datetime, dt.datetime]]:
-    # The generation is read in the same statement as its rows: reads run in autocommit on
-    # PostgreSQL, so a generation read before would let a resync that swaps copies between
-    # the two statements answer with the old generation's rows already purged (empty).
-    current = select(Calendar.copy_generation).where(Calendar.id == calendar.id).scalar_subquery()
     rows = await s.execute(
         select(CalendarBusy.start_at, CalendarBusy.end_at)
         .where(
-            CalendarBusy.calendar_id == calendar.id,
-            CalendarBusy.generation == current,
+            _current_copy(calendar.id),
             CalendarBusy.start_at < end,
             CalendarBusy.end_at > start,
         )
@@ -366,8 +374,7 @@ BUSY_CALENDARS = select(
     _calendars.role.in_([literal_column(f"'{role}'") for role in BUSY_ROLES]),
 )
 _COPY_ROWS = select(CalendarBusy.start_at, CalendarBusy.end_at).where(
-    CalendarBusy.calendar_id == bindparam("calendar_id"),
-    CalendarBusy.generation == bindparam("generation"),
+    _current_copy(bindparam("calendar_id")),
     CalendarBusy.start_at < bindparam("end"),
     CalendarBusy.end_at > bindparam("start"),
 )
@@ -388,12 +395,7 @@ async def calendar_busy(
                 (r[0], r[1])
                 for r in await s.execute(
                     _COPY_ROWS,
-                    {
-                        "calendar_id": calendar_id,
-                        "generation": generation,
-                        "start": start,
-                        "end": end,
-                    },
+                    {"calendar_id": calendar_id, "start": start, "end": end},
                 )
             )
             periods = BusyPeriods(
