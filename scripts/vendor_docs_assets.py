@@ -3,9 +3,14 @@
 
 The files come from the npm registry at the exact versions pinned below, checked against the
 registry's sha512 integrity; ASSETS.json records each file's sha256 so a test notices any
-later edit. To upgrade: change a version and its integrity (`npm view PKG@VERSION
-dist.integrity`), run `python3 scripts/vendor_docs_assets.py`, and check /docs and /redoc
-(tests/api/test_docs_browser.py).
+later edit. One edit is ours, made here and recorded there (PATCHES): ReDoc's sidebar footer
+loads the Redocly logo from cdn.redoc.ly, which an offline install cannot reach; its image
+source is emptied, so the browser asks for nothing and the component hides the image on the
+error it fires (the "API docs by Redocly" link stays).
+
+To upgrade: change a version and its integrity (`npm view PKG@VERSION dist.integrity`), run
+`python3 scripts/vendor_docs_assets.py`, and check /docs and /redoc
+(tests/ops/test_docs_browser.py).
 """
 
 from __future__ import annotations
@@ -48,8 +53,27 @@ PACKAGES = [
 ]
 
 
+# served file: (text in the package's file, replacement); each must occur exactly once.
+PATCHES = {
+    "redoc.standalone.js": [('src:"https://cdn.redoc.ly/redoc/logo-mini.svg"', 'src:""')],
+}
+
+
+def patched(served: str, data: bytes) -> bytes:
+    for old, new in PATCHES.get(served, []):
+        count = data.count(old.encode())
+        if count != 1:
+            raise SystemExit(f"{served}: {old!r} occurs {count} times, expected once")
+        data = data.replace(old.encode(), new.encode())
+    return data
+
+
 def main() -> None:
-    manifest: dict[str, object] = {"packages": {}, "files": {}}
+    manifest: dict[str, object] = {
+        "packages": {},
+        "files": {},
+        "patches": {f: [new for _, new in edits] for f, edits in PATCHES.items()},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for name, version, integrity, files in PACKAGES:
             out = subprocess.run(
@@ -67,7 +91,7 @@ def main() -> None:
                 for inner, served in files.items():
                     member = tar.extractfile(f"package/{inner}")
                     assert member is not None, inner
-                    data = member.read()
+                    data = patched(served, member.read())
                     (DEST / served).write_bytes(data)
                     manifest["files"][served] = hashlib.sha256(data).hexdigest()  # type: ignore[index]
             manifest["packages"][name] = {"version": version, "integrity": integrity}  # type: ignore[index]

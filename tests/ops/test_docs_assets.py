@@ -44,6 +44,17 @@ def test_no_cdn_in_the_project_sources() -> None:
     assert offenders == []
 
 
+def test_no_cdn_in_the_vendored_files() -> None:
+    # ReDoc's footer logo came from cdn.redoc.ly; the vendoring script empties its source.
+    offenders = [
+        f"{name}: {m.group(0)[:80]}"
+        for name in manifest()["files"]
+        if not name.endswith((".png", ".LICENSE", ".NOTICE", ".txt"))
+        for m in CDN.finditer((ASSETS_DIR / name).read_text(errors="replace"))
+    ]
+    assert offenders == []
+
+
 async def test_pages_reference_only_this_server(tmp_path: Path) -> None:
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", embedded_worker=False))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:

@@ -1,9 +1,10 @@
 """`/docs` (Swagger UI) and `/redoc` (ReDoc), served from the package, never from a CDN.
 
 The UI files are pinned copies from the npm registry (static/docs/ASSETS.json, refreshed by
-scripts/vendor_docs_assets.py). The pages carry a Content-Security-Policy that only allows
-this server as a source, so even a request a bundled UI would make on its own (ReDoc's
-footer logo) never leaves the machine: the pages work the same without internet.
+scripts/vendor_docs_assets.py, which also empties the one internet URL ReDoc's bundle would
+load, its footer logo). The pages carry a Content-Security-Policy that only allows this
+server as a source, so a request a bundled UI might still make on its own would never leave
+the machine: the pages work the same without internet.
 """
 
 from __future__ import annotations
