@@ -150,6 +150,29 @@ async def test_graph_local_copy_follows_random_changes(
         assert await local_copy(store, cal.id) == model, (step, op)
 
 
+async def copy_of_one_event(
+    store: Store, box: SecretBox, google: GoogleFake, http: httpx.AsyncClient, user: str
+) -> tuple[Calendar, CalendarSync, dt.datetime]:
+    """A Google calendar synced with one event, an hour at `first` (returned), 3 days on."""
+    cal = await make_calendar(store, box, provider="google", refresh_token=google.add_user(user))
+    sync = engine(store, http)
+    first = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) + 3 * 24 * H
+    google.add_event(user, start=first, end=first + H)
+    assert await sync.sync_one(cal.id) == "synced"
+    return cal, sync, first
+
+
+async def resync_with_a_second_event(
+    google: GoogleFake, sync: CalendarSync, cal: Calendar, user: str, first: dt.datetime
+) -> list[Interval]:
+    """A second event two hours after the first, then a full copy (a new generation): the
+    two intervals the current copy holds."""
+    google.add_event(user, start=first + 2 * H, end=first + 3 * H)
+    google.invalidate_sync_tokens(user)
+    assert await sync.sync_one(cal.id) == "synced"
+    return [(first, first + H), (first + 2 * H, first + 3 * H)]
+
+
 async def test_a_generation_read_before_a_resync_still_finds_the_current_copy(
     store: Store, box: SecretBox, google: GoogleFake, http: httpx.AsyncClient
 ) -> None:
@@ -157,26 +180,19 @@ async def test_a_generation_read_before_a_resync_still_finds_the_current_copy(
     # PostgreSQL, so a resync may swap copies between the two: the rows must still be the
     # current copy's, never the purged old generation's (an empty calendar).
     user = "swap@example.com"
-    cal = await make_calendar(store, box, provider="google", refresh_token=google.add_user(user))
-    sync = engine(store, http)
-    base = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-    first = base + 3 * 24 * H
-    google.add_event(user, start=first, end=first + H)
-    assert await sync.sync_one(cal.id) == "synced"
+    cal, sync, first = await copy_of_one_event(store, box, google, http, user)
     async with store.db.read() as s:
         before = await s.get(Calendar, cal.id, populate_existing=True)
         assert before is not None
-    google.add_event(user, start=first + 2 * H, end=first + 3 * H)
-    google.invalidate_sync_tokens(user)
-    assert await sync.sync_one(cal.id) == "synced"  # a full copy, a new generation
+    current = await resync_with_a_second_event(google, sync, cal, user, first)
     async with store.db.read() as s:
         after = await s.get(Calendar, cal.id, populate_existing=True)
         assert after is not None
         assert after.copy_generation != before.copy_generation
         rows = await calendar_repo.calendar_busy_between(
-            s, before, start=base, end=base + 10 * 24 * H, limit=100
+            s, before, start=first - 3 * 24 * H, end=first + 7 * 24 * H, limit=100
         )
-    assert sorted(rows) == [(first, first + H), (first + 2 * H, first + 3 * H)]
+    assert sorted(rows) == current
 
 
 async def test_an_unpacked_copy_read_before_a_resync_still_finds_the_current_copy(
@@ -185,12 +201,7 @@ async def test_an_unpacked_copy_read_before_a_resync_still_finds_the_current_cop
     # The same for the slot path's rows of a copy not packed yet (one written before
     # copies were packed): its calendar row is read first, its rows by a second statement.
     user = "swap-unpacked@example.com"
-    cal = await make_calendar(store, box, provider="google", refresh_token=google.add_user(user))
-    sync = engine(store, http)
-    base = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-    first = base + 3 * 24 * H
-    google.add_event(user, start=first, end=first + H)
-    assert await sync.sync_one(cal.id) == "synced"
+    cal, sync, first = await copy_of_one_event(store, box, google, http, user)
     async with store.db.write() as s:
         await s.execute(update(Calendar).where(Calendar.id == cal.id).values(busy_packed=None))
     async with store.db.read() as s:
@@ -198,12 +209,9 @@ async def test_an_unpacked_copy_read_before_a_resync_still_finds_the_current_cop
             await s.execute(calendar_repo.BUSY_CALENDARS, {"business_id": cal.business_id})
         ).all()
     assert [r[2] for r in stale] == [None]
-    google.add_event(user, start=first + 2 * H, end=first + 3 * H)
-    google.invalidate_sync_tokens(user)
-    assert await sync.sync_one(cal.id) == "synced"  # a full copy, a new generation
+    current = await resync_with_a_second_event(google, sync, cal, user, first)
     async with store.db.read() as s:
-        found = await calendar_repo.calendar_busy(s, stale, start=base, end=base + 10 * 24 * H)
-    assert sorted(p for w in found.windows for p in w.pairs()) == [
-        (first, first + H),
-        (first + 2 * H, first + 3 * H),
-    ]
+        found = await calendar_repo.calendar_busy(
+            s, stale, start=first - 3 * 24 * H, end=first + 7 * 24 * H
+        )
+    assert sorted(p for w in found.windows for p in w.pairs()) == current
